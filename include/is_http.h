@@ -1,0 +1,65 @@
+/* HTTPS to one Kubernetes API server through libcurl's multi interface.
+ *
+ * An is_cluster_t holds the connection settings of one API server; all its
+ * requests share the loop's multi handle, so connections are reused. TLS
+ * material goes to libcurl as in-memory blobs. A 401 makes the cluster re-read
+ * its token file and retry the request once, because bound service-account
+ * tokens rotate under a running process. */
+#ifndef IS_HTTP_H
+#define IS_HTTP_H
+
+#include <stddef.h>
+#include <curl/curl.h>
+#include "is_buf.h"
+#include "is_kstatus.h"
+#include "is_kubeconfig.h"
+#include "is_loop.h"
+
+typedef struct is_cluster_s {
+    char *name;            /* "internal", "remote", ... (for logs) */
+    is_loop_t *loop;
+    is_kubeconfig_t kc;    /* owned */
+    long connect_timeout_ms;
+    unsigned long requests; /* counters for metrics */
+    unsigned long failures;
+} is_cluster_t;
+
+typedef struct is_http_req_s is_http_req_t;
+
+typedef struct is_http_result_s {
+    long code;              /* HTTP status; 0 when the transport failed */
+    CURLcode curl_code;     /* CURLE_OK unless the transport failed */
+    const char *error;      /* one line for logs when code is 0 or >= 400;
+                               TLS problems start with "TLS: " */
+    const char *body;       /* whole body (empty for streamed 2xx) */
+    size_t body_len;
+    const is_kstatus_t *status; /* decoded when code is 0 or >= 400, else NULL */
+} is_http_result_t;
+
+/* Streaming: receives 2xx body bytes as they arrive. Non-zero aborts. */
+typedef int (*is_http_data_cb)(is_http_req_t *req, const char *data, size_t len, void *ud);
+/* Runs once per request that was not cancelled; the request is freed after. */
+typedef void (*is_http_done_cb)(is_http_req_t *req, const is_http_result_t *res, void *ud);
+
+typedef struct is_http_opts_s {
+    const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *path;         /* path and query, e.g. "/api/v1/namespaces" */
+    const char *body;         /* may be NULL */
+    size_t body_len;
+    const char *content_type; /* default "application/json" when body set */
+    long timeout_ms;          /* whole-request limit; 0 = none (watches) */
+    is_http_data_cb on_data;  /* NULL = accumulate the body */
+} is_http_opts_t;
+
+/* Takes ownership of *kc (zeroes it). */
+int is_cluster_init(is_cluster_t *c, is_loop_t *loop, const char *name, is_kubeconfig_t *kc);
+void is_cluster_close(is_cluster_t *c);
+
+/* Starts a request. On IS_OK, done (or nothing, if cancelled) follows later
+ * from the loop; *out (may be NULL) lets the caller cancel it. */
+int is_http_request(is_cluster_t *c, const is_http_opts_t *opts,
+                    is_http_done_cb done, void *ud, is_http_req_t **out);
+/* Aborts a request; its done callback is not called. */
+void is_http_cancel(is_http_req_t *req);
+
+#endif

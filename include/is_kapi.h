@@ -1,0 +1,65 @@
+/* Kubernetes API verbs over is_http: paths, query strings and content types,
+ * so that callers (the informer, the Lua bridge) speak in resources and
+ * names, never in URLs. */
+#ifndef IS_KAPI_H
+#define IS_KAPI_H
+
+#include "is_buf.h"
+#include "is_http.h"
+
+typedef struct is_kres_s {
+    const char *group;    /* "" or NULL for the core group */
+    const char *version;  /* "v1", "v1alpha1" */
+    const char *plural;   /* "internalrequests" */
+    int namespaced;
+} is_kres_t;
+
+typedef enum {
+    IS_PATCH_MERGE = 1,   /* application/merge-patch+json */
+    IS_PATCH_JSON,        /* application/json-patch+json */
+    IS_PATCH_STRATEGIC,   /* application/strategic-merge-patch+json */
+    IS_PATCH_APPLY        /* application/apply-patch+yaml (server-side apply) */
+} is_patch_type_t;
+
+typedef struct is_kapi_opts_s {
+    const char *namespace;       /* NULL = all namespaces / cluster scoped */
+    const char *name;
+    const char *subresource;     /* "status" */
+    const char *label_selector;
+    const char *field_selector;
+    const char *resource_version;
+    int limit;                   /* list page size */
+    const char *continue_token;
+    int watch;
+    int allow_bookmarks;
+    int timeout_seconds;
+    const char *field_manager;   /* patch/apply/create/update */
+    int force;                   /* server-side apply conflicts */
+    const char *dry_run;
+    /* delete */
+    const char *propagation_policy;  /* "Background", "Foreground", "Orphan" */
+    const char *precondition_uid;
+    const char *precondition_rv;
+} is_kapi_opts_t;
+
+/* Appends the path and query for r and o to out. */
+int is_kapi_path(is_buf_t *out, const is_kres_t *r, const is_kapi_opts_t *o);
+
+int is_kapi_get(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
+                is_http_done_cb done, void *ud, is_http_req_t **out);
+/* Lists all pages (limit/continue) and hands done one body shaped like a
+ * List: {"kind":"List","metadata":{"resourceVersion":...},"items":[...]}. */
+int is_kapi_list(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
+                 is_http_done_cb done, void *ud);
+int is_kapi_create(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
+                   const char *body, size_t len, is_http_done_cb done, void *ud);
+/* PUT; with o->subresource = "status" this is the status update. */
+int is_kapi_update(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
+                   const char *body, size_t len, is_http_done_cb done, void *ud);
+int is_kapi_patch(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
+                  is_patch_type_t type, const char *body, size_t len,
+                  is_http_done_cb done, void *ud);
+int is_kapi_delete(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
+                   is_http_done_cb done, void *ud);
+
+#endif

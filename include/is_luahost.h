@@ -1,0 +1,63 @@
+/* The Lua bridge: one lua_State, the `host` module that is the only door
+ * between scripts and the host, and coroutine scheduling.
+ *
+ * Every reconcile and background task runs as a coroutine; a host call that
+ * does I/O (host.kube, host.sleep) starts the operation and yields, and the
+ * loop resumes the coroutine when the answer arrives, so thousands of
+ * reconciles share one thread without locks. Each coroutine has an
+ * instruction budget (a count hook) and the whole state a memory cap (the
+ * allocator refuses past it): a runaway script fails its own call with a
+ * clear error, never the process. The API is documented in docs/lua-api.md. */
+#ifndef IS_LUAHOST_H
+#define IS_LUAHOST_H
+
+#include <stddef.h>
+#include "is_loop.h"
+#include "is_http.h"
+#include "is_map.h"
+
+typedef struct is_lua_s is_lua_t;
+
+typedef struct is_lua_opts_s {
+    const char *lua_dir;        /* modules: <lua_dir>/?.lua, ?/init.lua */
+    const char *policy_dir;     /* exposed as host.config.policy_dir */
+    const char *main_module;    /* default "internal_services.main" */
+    size_t memory_limit;        /* bytes for the whole state; default 256 MiB */
+    long instruction_budget;    /* per reconcile; default 50 million */
+    const char *namespace;      /* host.config.namespace */
+    int leader_elect;
+    const char *leader_election_id;
+    const char *identity;       /* this process, for leader election */
+    int log_json;               /* one JSON object per log line */
+} is_lua_opts_t;
+
+struct is_lua_s {
+    void *L;                    /* lua_State*; void here so users need no Lua headers */
+    is_loop_t *loop;
+    size_t mem_used;
+    size_t mem_limit;
+    long instruction_budget;
+    is_map_t clusters;          /* name -> is_cluster_t* (not owned) */
+    is_map_t informers;         /* name -> internal (owned) */
+    is_map_t queues;            /* name -> internal (owned) */
+    int tasks;                  /* live coroutines */
+    int stopping;
+    unsigned long reconciles, reconcile_errors, script_errors;
+};
+
+int is_lua_init(is_lua_t *h, is_loop_t *loop, const is_lua_opts_t *opts,
+                char *err, size_t errlen);
+/* The cluster stays owned by the caller and must outlive the host. */
+int is_lua_add_cluster(is_lua_t *h, const char *name, is_cluster_t *c);
+/* Requires the main module and calls its start(); it declares informers and
+ * queues through host.watch and host.queue. */
+int is_lua_start(is_lua_t *h, char *err, size_t errlen);
+/* Stops informers and queues; running coroutines are abandoned. */
+void is_lua_stop(is_lua_t *h);
+void is_lua_close(is_lua_t *h);
+/* 1 when every informer has synced at least once. */
+int is_lua_ready(const is_lua_t *h);
+/* Appends Prometheus text lines for the host's counters. */
+int is_lua_metrics(const is_lua_t *h, struct is_buf_s *out);
+
+#endif

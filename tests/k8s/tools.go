@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools records the two commands the test bed builds, so that
+// `go mod tidy` keeps their dependencies in go.sum.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+)

@@ -7,6 +7,7 @@
 #ifndef IS_LOOP_H
 #define IS_LOOP_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <curl/curl.h>
 
@@ -40,6 +41,8 @@ struct is_loop_s {
     struct { int fd; is_fd_cb cb; void *data; } fds__[IS_LOOP_MAX_FDS];
     int nfds__;
     int stop_pipe__[2];        /* written from a signal handler to stop */
+    volatile sig_atomic_t stop_requested__;
+    struct is_loop_xfer_s *xfers__; /* transfers in the multi handle */
 };
 
 int is_loop_init(is_loop_t *loop);

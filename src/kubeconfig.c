@@ -75,9 +75,10 @@ static int read_file(const char *path, char **out, size_t *outlen, struct stat *
         errno = EISDIR;
         goto io_error;
     }
-    /* Start from the stat size, but keep reading to EOF: /proc-like files
-     * and files growing under us report sizes that lie. */
-    size_t cap = (size_t)(sb.st_size > 0 ? sb.st_size : 0) + 1, len = 0;
+    /* Room for the stat size, the NUL and one spare byte, so a regular file
+     * is read without growing; keep reading to EOF anyway, because
+     * /proc-like files and files growing under us report sizes that lie. */
+    size_t cap = (size_t)(sb.st_size > 0 ? sb.st_size : 0) + 2, len = 0;
     if (cap > KC_MAX_FILE) {
         errno = EFBIG;
         goto io_error;
@@ -314,7 +315,7 @@ static int find_named(kc_ctx_t *c, const yaml_node_t *root, const char *list_key
             int rc = get_str(c, entry, entry_where, "name", &entry_name);
             if (rc != IS_OK) return rc;
             if (!entry_name || strcmp(entry_name, name) != 0) continue;
-            snprintf(where, wherelen, "%s.%s", entry_where, body_key);
+            snprintf(where, wherelen, "%s[%d].%s", list_key, i, body_key);
             yaml_node_t *b = map_get(c, entry, body_key);
             if (is_null(b)) return IS_OK;
             if (b->type != YAML_MAPPING_NODE)

@@ -133,11 +133,31 @@ static void test_parse_from_text(void) {
     is_kubeconfig_free(&kc);
 }
 
+#define PROC_CA_YAML \
+    "contexts: [{name: c, context: {cluster: k}}]\n" \
+    "clusters: [{name: k, cluster: {server: x, certificate-authority: /proc/version}}]\n"
+
+/* /proc files stat as empty, so the whole file must come from reading to
+ * EOF rather than from the size stat reports. */
+static void test_file_without_stat_size(void) {
+    FILE *f = fopen("/proc/version", "rb");
+    char want[4096];
+    size_t want_len = f ? fread(want, 1, sizeof want, f) : 0;
+    if (f) fclose(f);
+    CHECK(want_len > 0);
+    is_kubeconfig_t kc;
+    char err[512];
+    CHECK_INT(is_kubeconfig_parse(&kc, PROC_CA_YAML, strlen(PROC_CA_YAML), NULL, "c", err, sizeof err), IS_OK);
+    CHECK_INT(kc.ca.len, want_len);
+    CHECK(kc.ca.data && memcmp(kc.ca.data, want, want_len) == 0);
+    is_kubeconfig_free(&kc);
+}
+
 static void test_malformed_yaml(void) {
     is_kubeconfig_t kc;
     char err[512];
     const char *path = fixture_path("malformed.yaml");
-    char want[4200];
+    char want[4400];
     snprintf(want, sizeof want,
              "kubeconfig %s: line 5 column 20: mapping values are not allowed in this context",
              path);
@@ -481,6 +501,10 @@ static int load_data(is_kubeconfig_t *kc, char *err, size_t errlen) {
     return is_kubeconfig_load(kc, fixture_path("data.yaml"), "lab-cert", err, errlen);
 }
 
+static int load_proc_file(is_kubeconfig_t *kc, char *err, size_t errlen) {
+    return is_kubeconfig_parse(kc, PROC_CA_YAML, strlen(PROC_CA_YAML), NULL, "c", err, errlen);
+}
+
 static const char *oom_sa_dir;
 
 static int load_in_cluster(is_kubeconfig_t *kc, char *err, size_t errlen) {
@@ -491,6 +515,7 @@ static void test_out_of_memory(void) {
     check_oom_paths("files", load_files);
     check_oom_paths("token file", load_token_file);
     check_oom_paths("data", load_data);
+    check_oom_paths("growing read", load_proc_file);
 
     char *dir = make_temp_dir();
     char path[256];
@@ -517,6 +542,7 @@ int main(void) {
     RUN(test_inline_data_and_token);
     RUN(test_explicit_context_with_wrapped_data);
     RUN(test_parse_from_text);
+    RUN(test_file_without_stat_size);
     RUN(test_malformed_yaml);
     RUN(test_missing_file);
     RUN(test_lookup_errors);

@@ -63,11 +63,14 @@ struct is_informer_s {
     is_map_t cache__;            /* key -> is_informer_obj_t* */
     is_map_t relist__;           /* keys seen during a relist */
     char *rv__;                  /* last resourceVersion seen */
-    char *continue__;
     int state__;
     int synced__;
     int failures__;
-    is_http_req_t *req__;
+    is_http_req_t *req__;        /* the watch in flight */
+    struct is_kapi_list_s *list__; /* the list in flight */
+    int abort__;                 /* why the stream was aborted from its callback */
+    long abort_code__;
+    char *abort_reason__, *abort_message__;
     is_framer_t framer__;
     is_timer_t retry__, resync__;
     unsigned long events__, relists__, reconnects__;

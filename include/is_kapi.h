@@ -47,10 +47,15 @@ int is_kapi_path(is_buf_t *out, const is_kres_t *r, const is_kapi_opts_t *o);
 
 int is_kapi_get(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
                 is_http_done_cb done, void *ud, is_http_req_t **out);
+typedef struct is_kapi_list_s is_kapi_list_t;
+
 /* Lists all pages (limit/continue) and hands done one body shaped like a
- * List: {"kind":"List","metadata":{"resourceVersion":...},"items":[...]}. */
+ * List: {"kind":"List","metadata":{"resourceVersion":...},"items":[...]}.
+ * done may receive a NULL request. *out (may be NULL) allows cancelling. */
 int is_kapi_list(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
-                 is_http_done_cb done, void *ud);
+                 is_http_done_cb done, void *ud, is_kapi_list_t **out);
+/* Stops a list in progress; its done callback is not called. */
+void is_kapi_list_cancel(is_kapi_list_t *l);
 int is_kapi_create(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
                    const char *body, size_t len, is_http_done_cb done, void *ud);
 /* PUT; with o->subresource = "status" this is the status update. */

@@ -1,0 +1,498 @@
+/* List-then-watch informer with a cache of raw objects. See is_informer.h. */
+#include "is_informer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "is_alloc.h"
+#include "is_err.h"
+#include "is_json.h"
+
+struct is_informer_obj_s {
+    char *json;
+    size_t len;
+    char *rv;
+};
+
+enum { ST_IDLE, ST_LISTING, ST_WATCHING, ST_WAITING };
+
+/* Why a watch stream was aborted from inside its data callback. */
+enum { ABORT_NONE, ABORT_RELIST, ABORT_ERROR };
+
+static void obj_free(void *p) {
+    is_informer_obj_t *o = p;
+    if (!o) return;
+    is_free(o->json);
+    is_free(o->rv);
+    is_free(o);
+}
+
+static int obj_new(const char *json, size_t len, const char *rv, is_informer_obj_t **out) {
+    is_informer_obj_t *o = is_calloc(1, sizeof *o);
+    if (!o) return IS_ENOMEM;
+    o->json = is_strndup(json, len);
+    o->rv = is_strdup(rv ? rv : "");
+    if (!o->json || !o->rv) {
+        obj_free(o);
+        return IS_ENOMEM;
+    }
+    o->len = len;
+    *out = o;
+    return IS_OK;
+}
+
+static int dup_opt(char **dst, const char *src) {
+    *dst = NULL;
+    if (!src) return IS_OK;
+    *dst = is_strdup(src);
+    return *dst ? IS_OK : IS_ENOMEM;
+}
+
+static void on_retry(is_timer_t *t);
+static void on_resync(is_timer_t *t);
+
+int is_informer_init(is_informer_t *inf, const is_informer_opts_t *o,
+                     const is_informer_handlers_t *h, void *data) {
+    memset(inf, 0, sizeof *inf);
+    if (!o || !o->cluster || !o->resource.version || !o->resource.plural) return IS_EINVAL;
+    if (h) inf->handlers = *h;
+    inf->data = data;
+    inf->cluster__ = o->cluster;
+    inf->namespaced__ = o->resource.namespaced;
+    inf->resync_ms__ = o->resync_ms;
+    inf->page_size__ = o->page_size > 0 ? o->page_size : 500;
+    inf->watch_timeout_s__ = o->watch_timeout_s > 0 ? o->watch_timeout_s : 300;
+    inf->backoff_base_ms__ = o->backoff_base_ms ? o->backoff_base_ms : 800;
+    inf->backoff_max_ms__ = o->backoff_max_ms ? o->backoff_max_ms : 30000;
+    is_map_init(&inf->cache__);
+    is_map_init(&inf->relist__);
+    is_framer_init(&inf->framer__, 0);
+    is_timer_init(o->cluster->loop, &inf->retry__, on_retry, inf);
+    is_timer_init(o->cluster->loop, &inf->resync__, on_resync, inf);
+    int rc = IS_OK;
+    if (rc == IS_OK) rc = dup_opt(&inf->name__, o->name ? o->name : o->resource.plural);
+    if (rc == IS_OK) rc = dup_opt(&inf->group__, o->resource.group ? o->resource.group : "");
+    if (rc == IS_OK) rc = dup_opt(&inf->version__, o->resource.version);
+    if (rc == IS_OK) rc = dup_opt(&inf->plural__, o->resource.plural);
+    if (rc == IS_OK) rc = dup_opt(&inf->namespace__, o->namespace);
+    if (rc == IS_OK) rc = dup_opt(&inf->label_selector__, o->label_selector);
+    if (rc == IS_OK) rc = dup_opt(&inf->field_selector__, o->field_selector);
+    if (rc != IS_OK) is_informer_close(inf);
+    return rc;
+}
+
+static is_kres_t resource(const is_informer_t *inf) {
+    return (is_kres_t){ inf->group__, inf->version__, inf->plural__, inf->namespaced__ };
+}
+
+/* Jittered exponential backoff, as client-go's reflector: base * 2^n capped,
+ * then up to +100% jitter so that many informers do not reconnect in step
+ * after an API server restart. */
+static uint64_t backoff(is_informer_t *inf) {
+    uint64_t d = inf->backoff_base_ms__;
+    for (int i = 0; i < inf->failures__ && d < inf->backoff_max_ms__; i++) d *= 2;
+    if (d > inf->backoff_max_ms__) d = inf->backoff_max_ms__;
+    inf->failures__++;
+    return d + (uint64_t)((double)d * ((double)rand() / RAND_MAX));
+}
+
+static void report(is_informer_t *inf, const char *what, long code, const char *reason,
+                   const char *message, uint64_t retry_ms) {
+    if (inf->handlers.on_error) inf->handlers.on_error(inf, what, code, reason, message, retry_ms);
+}
+
+static void retry_later(is_informer_t *inf, const char *what, long code, const char *reason,
+                        const char *message) {
+    uint64_t delay = backoff(inf);
+    report(inf, what, code, reason, message, delay);
+    inf->state__ = ST_WAITING;
+    if (is_timer_start(&inf->retry__, delay) != IS_OK)
+        report(inf, what, 0, "InternalError", "out of memory scheduling a retry", 0);
+}
+
+/* Key and resourceVersion of an object given as raw JSON. */
+static int object_identity(const char *json, size_t len, char **key, char **rv) {
+    is_json_t doc;
+    char *ns = NULL, *name = NULL;
+    *key = *rv = NULL;
+    int rc = is_json_parse(&doc, json, len, NULL);
+    if (rc != IS_OK) goto out;
+    rc = IS_EPARSE;
+    int meta = is_json_get(&doc, 0, "metadata");
+    if (meta < 0) goto out;
+    int t_name = is_json_get(&doc, meta, "name");
+    int t_ns = is_json_get(&doc, meta, "namespace");
+    int t_rv = is_json_get(&doc, meta, "resourceVersion");
+    if (t_name < 0 || (rc = is_json_strdup(&doc, t_name, &name)) != IS_OK) goto out;
+    if (t_ns >= 0 && (rc = is_json_strdup(&doc, t_ns, &ns)) != IS_OK) goto out;
+    if (t_rv >= 0 && (rc = is_json_strdup(&doc, t_rv, rv)) != IS_OK) goto out;
+    is_buf_t k;
+    is_buf_init(&k);
+    if (ns && ns[0]) rc = is_buf_printf(&k, "%s/%s", ns, name);
+    else rc = is_buf_appends(&k, name);
+    if (rc == IS_OK) *key = is_buf_steal(&k, NULL);
+    is_buf_free(&k);
+out:
+    if (rc != IS_OK) {
+        is_free(*rv);
+        *rv = NULL;
+    }
+    is_free(ns);
+    is_free(name);
+    is_json_free(&doc);
+    return rc;
+}
+
+static int set_rv(is_informer_t *inf, const char *rv) {
+    if (!rv || !rv[0]) return IS_OK;
+    char *copy = is_strdup(rv);
+    if (!copy) return IS_ENOMEM;
+    is_free(inf->rv__);
+    inf->rv__ = copy;
+    return IS_OK;
+}
+
+/* Stores an object and tells the handlers. Takes ownership of nothing. */
+static int apply_upsert(is_informer_t *inf, const char *key, const char *json, size_t len,
+                        const char *rv) {
+    is_informer_obj_t *o, *old = NULL;
+    int rc = obj_new(json, len, rv, &o);
+    if (rc != IS_OK) return rc;
+    if ((rc = is_map_set(&inf->cache__, key, o, (void **)&old)) != IS_OK) {
+        obj_free(o);
+        return rc;
+    }
+    if (old) {
+        if (inf->handlers.on_update) inf->handlers.on_update(inf, key, old->json, old->len, o->json, o->len);
+        obj_free(old);
+    } else if (inf->handlers.on_add) {
+        inf->handlers.on_add(inf, key, o->json, o->len);
+    }
+    return IS_OK;
+}
+
+static void apply_delete(is_informer_t *inf, const char *key, const char *json, size_t len) {
+    is_informer_obj_t *old = is_map_del(&inf->cache__, key);
+    /* The final state from the event is what handlers see; fall back to the
+     * cached copy when the event carried none. */
+    if (inf->handlers.on_delete) {
+        if (json) inf->handlers.on_delete(inf, key, json, len);
+        else if (old) inf->handlers.on_delete(inf, key, old->json, old->len);
+    }
+    obj_free(old);
+}
+
+/* --- watch ------------------------------------------------------------- */
+
+static void start_watch(is_informer_t *inf);
+static void start_list(is_informer_t *inf);
+
+static int on_event_line(const char *line, size_t len, void *ud) {
+    is_informer_t *inf = ud;
+    is_json_t doc;
+    char *type = NULL, *key = NULL, *rv = NULL;
+    int rc = is_json_parse(&doc, line, len, NULL);
+    if (rc != IS_OK) {
+        inf->abort__ = ABORT_ERROR;
+        inf->abort_message__ = is_strdup(rc == IS_ENOMEM ? "out of memory parsing a watch event"
+                                                : "the API server sent a watch event that is not valid JSON");
+        goto out;
+    }
+    int t_type = is_json_get(&doc, 0, "type");
+    int t_obj = is_json_get(&doc, 0, "object");
+    if (t_type < 0 || t_obj < 0 || is_json_strdup(&doc, t_type, &type) != IS_OK) {
+        inf->abort__ = ABORT_ERROR;
+        inf->abort_message__ = is_strdup("a watch event without type or object");
+        rc = IS_EPARSE;
+        goto out;
+    }
+    size_t olen;
+    const char *obj = is_json_raw(&doc, t_obj, &olen);
+    inf->events__++;
+
+    if (strcmp(type, "ERROR") == 0) {
+        /* The object is a Status. 410 Gone: our resourceVersion is older
+         * than what the server keeps; only a fresh list can recover. */
+        is_kstatus_t st;
+        long code = 0;
+        int t_code = is_json_path(&doc, t_obj, "code");
+        long long c;
+        if (t_code >= 0 && is_json_int(&doc, t_code, &c) == IS_OK) code = (long)c;
+        if (is_kstatus_decode(&st, code ? code : 500, obj, olen) == IS_OK) {
+            inf->abort_code__ = st.code;
+            inf->abort_reason__ = is_strdup(st.reason);
+            inf->abort_message__ = is_strdup(st.message);
+            is_kstatus_free(&st);
+        }
+        inf->abort__ = (code == 410) ? ABORT_RELIST : ABORT_ERROR;
+        rc = IS_EAGAIN;
+        goto out;
+    }
+    if (strcmp(type, "BOOKMARK") == 0) {
+        int t_rv = is_json_path(&doc, t_obj, "metadata.resourceVersion");
+        if (t_rv >= 0 && is_json_strdup(&doc, t_rv, &rv) == IS_OK) rc = set_rv(inf, rv);
+        goto out;
+    }
+    if ((rc = object_identity(obj, olen, &key, &rv)) != IS_OK) {
+        inf->abort__ = ABORT_ERROR;
+        inf->abort_message__ = is_strdup("a watch event whose object has no metadata.name");
+        goto out;
+    }
+    if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0) {
+        rc = apply_upsert(inf, key, obj, olen, rv);
+    } else if (strcmp(type, "DELETED") == 0) {
+        apply_delete(inf, key, obj, olen);
+    }
+    if (rc == IS_OK) rc = set_rv(inf, rv);
+    if (rc != IS_OK) {
+        inf->abort__ = ABORT_ERROR;
+        inf->abort_message__ = is_strdup(is_strerror(rc));
+    }
+out:
+    is_free(type);
+    is_free(key);
+    is_free(rv);
+    is_json_free(&doc);
+    return rc == IS_OK ? 0 : 1;
+}
+
+static int on_watch_data(is_http_req_t *req, const char *data, size_t len, void *ud) {
+    (void)req;
+    is_informer_t *inf = ud;
+    int rc = is_framer_feed(&inf->framer__, data, len, on_event_line, inf);
+    return rc == IS_OK ? 0 : 1;
+}
+
+static void abort_reset(is_informer_t *inf) {
+    is_free(inf->abort_reason__);
+    is_free(inf->abort_message__);
+    inf->abort_reason__ = inf->abort_message__ = NULL;
+    inf->abort__ = ABORT_NONE;
+    inf->abort_code__ = 0;
+}
+
+static void on_watch_done(is_http_req_t *req, const is_http_result_t *res, void *ud) {
+    (void)req;
+    is_informer_t *inf = ud;
+    inf->req__ = NULL;
+    is_framer_reset(&inf->framer__);
+
+    int why = inf->abort__;
+    long code = inf->abort_code__;
+    char *reason = inf->abort_reason__, *message = inf->abort_message__;
+    inf->abort_reason__ = inf->abort_message__ = NULL;
+    abort_reset(inf);
+    if (why == ABORT_RELIST || res->code == 410) {
+        report(inf, "watch", 410, "Expired",
+               message ? message : "resource version too old; relisting", 0);
+        inf->relists__++;
+        start_list(inf);
+    } else if (why == ABORT_ERROR) {
+        inf->reconnects__++;
+        retry_later(inf, "watch", code, reason ? reason : "InternalError",
+                    message ? message : "watch stream failed");
+    } else if (res->code == 200 && res->curl_code == CURLE_OK) {
+        /* The server ended the stream at timeoutSeconds: resume at once. */
+        inf->failures__ = 0;
+        start_watch(inf);
+    } else {
+        inf->reconnects__++;
+        retry_later(inf, "watch", res->code, res->status ? res->status->reason : "TransportError",
+                    res->error ? res->error : "watch failed");
+    }
+    is_free(reason);
+    is_free(message);
+}
+
+static void start_watch(is_informer_t *inf) {
+    is_kres_t r = resource(inf);
+    /* Jitter spreads the reconnects of many watches over time. */
+    int timeout = inf->watch_timeout_s__ + rand() % (inf->watch_timeout_s__ + 1);
+    is_kapi_opts_t o = {
+        .namespace = inf->namespace__, .label_selector = inf->label_selector__,
+        .field_selector = inf->field_selector__, .resource_version = inf->rv__,
+        .watch = 1, .allow_bookmarks = 1, .timeout_seconds = timeout,
+    };
+    is_buf_t path;
+    is_buf_init(&path);
+    int rc = is_kapi_path(&path, &r, &o);
+    if (rc == IS_OK) {
+        is_http_opts_t h = { .method = "GET", .path = path.data, .on_data = on_watch_data };
+        inf->state__ = ST_WATCHING;
+        is_framer_reset(&inf->framer__);
+        rc = is_http_request(inf->cluster__, &h, on_watch_done, inf, &inf->req__);
+    }
+    is_buf_free(&path);
+    if (rc != IS_OK) retry_later(inf, "watch", 0, "InternalError", is_strerror(rc));
+}
+
+/* --- list -------------------------------------------------------------- */
+
+typedef struct replace_ctx_s {
+    is_informer_t *inf;
+    int rc;
+} replace_ctx_t;
+
+static int replace_items(is_informer_t *inf, const char *body, size_t len) {
+    is_json_t doc;
+    int rc = is_json_parse(&doc, body, len, NULL);
+    if (rc != IS_OK) goto out;
+    int items = is_json_get(&doc, 0, "items");
+    int t_rv = is_json_path(&doc, 0, "metadata.resourceVersion");
+    rc = IS_EPARSE;
+    if (items < 0 || doc.toks[items].type != IS_JSON_ARRAY) goto out;
+
+    /* Every listed object is an add or an update; every cached object that
+     * is not listed was deleted while we were not watching. */
+    is_map_free(&inf->relist__, NULL);
+    is_map_init(&inf->relist__);
+    int t = items + 1;
+    for (int i = 0; i < doc.toks[items].size; i++, t = doc.toks[t].next) {
+        size_t olen;
+        const char *obj = is_json_raw(&doc, t, &olen);
+        char *key, *rv;
+        if ((rc = object_identity(obj, olen, &key, &rv)) != IS_OK) goto out;
+        rc = is_map_set(&inf->relist__, key, NULL, NULL);
+        if (rc == IS_OK) rc = apply_upsert(inf, key, obj, olen, rv);
+        is_free(key);
+        is_free(rv);
+        if (rc != IS_OK) goto out;
+    }
+    size_t iter = 0;
+    const char *key;
+    void *value;
+    while (is_map_next(&inf->cache__, &iter, &key, &value)) {
+        if (is_map_has(&inf->relist__, key)) continue;
+        /* is_map_del of the current key is allowed during iteration, but
+         * the handler may look at the cache, so copy the key first. */
+        char *k = is_strdup(key);
+        if (!k) { rc = IS_ENOMEM; goto out; }
+        apply_delete(inf, k, NULL, 0);
+        is_free(k);
+    }
+    char *rv = NULL;
+    if (t_rv >= 0 && (rc = is_json_strdup(&doc, t_rv, &rv)) != IS_OK) goto out;
+    rc = set_rv(inf, rv);
+    is_free(rv);
+out:
+    is_map_free(&inf->relist__, NULL);
+    is_map_init(&inf->relist__);
+    is_json_free(&doc);
+    return rc;
+}
+
+static void on_list_done(is_http_req_t *req, const is_http_result_t *res, void *ud) {
+    (void)req;
+    is_informer_t *inf = ud;
+    inf->list__ = NULL;
+    if (res->code != 200) {
+        retry_later(inf, "list", res->code, res->status ? res->status->reason : "TransportError",
+                    res->error ? res->error : "list failed");
+        return;
+    }
+    int rc = replace_items(inf, res->body, res->body_len);
+    if (rc != IS_OK) {
+        retry_later(inf, "list", 0, "InternalError",
+                    rc == IS_ENOMEM ? "out of memory storing a list" : "the list is not valid JSON");
+        return;
+    }
+    inf->failures__ = 0;
+    inf->synced__ = 1;
+    if (inf->handlers.on_synced) inf->handlers.on_synced(inf);
+    if (inf->state__ == ST_LISTING) start_watch(inf);
+}
+
+static void start_list(is_informer_t *inf) {
+    is_kres_t r = resource(inf);
+    is_kapi_opts_t o = {
+        .namespace = inf->namespace__, .label_selector = inf->label_selector__,
+        .field_selector = inf->field_selector__, .limit = inf->page_size__,
+    };
+    inf->state__ = ST_LISTING;
+    int rc = is_kapi_list(inf->cluster__, &r, &o, on_list_done, inf, &inf->list__);
+    if (rc != IS_OK) retry_later(inf, "list", 0, "InternalError", is_strerror(rc));
+}
+
+static void on_retry(is_timer_t *t) {
+    is_informer_t *inf = t->data;
+    /* Without a resourceVersion there is nothing to resume: list again. */
+    if (inf->rv__ && inf->synced__) start_watch(inf);
+    else start_list(inf);
+}
+
+static int resync_one(const char *key, const char *obj, size_t len, void *ud) {
+    is_informer_t *inf = ud;
+    if (inf->handlers.on_update) inf->handlers.on_update(inf, key, obj, len, obj, len);
+    return 0;
+}
+
+static void on_resync(is_timer_t *t) {
+    is_informer_t *inf = t->data;
+    if (inf->synced__) is_informer_each(inf, resync_one, inf);
+    is_timer_start(&inf->resync__, inf->resync_ms__);
+}
+
+int is_informer_start(is_informer_t *inf) {
+    if (inf->state__ != ST_IDLE) return IS_EINVAL;
+    start_list(inf);
+    if (inf->resync_ms__) return is_timer_start(&inf->resync__, inf->resync_ms__);
+    return IS_OK;
+}
+
+void is_informer_stop(is_informer_t *inf) {
+    is_timer_stop(&inf->retry__);
+    is_timer_stop(&inf->resync__);
+    if (inf->req__) {
+        is_http_cancel(inf->req__);
+        inf->req__ = NULL;
+    }
+    if (inf->list__) {
+        is_kapi_list_cancel(inf->list__);
+        inf->list__ = NULL;
+    }
+    abort_reset(inf);
+    inf->state__ = ST_IDLE;
+}
+
+void is_informer_close(is_informer_t *inf) {
+    if (inf->cluster__) is_informer_stop(inf);
+    is_map_free(&inf->cache__, obj_free);
+    is_map_free(&inf->relist__, NULL);
+    is_framer_free(&inf->framer__);
+    is_free(inf->name__);
+    is_free(inf->group__);
+    is_free(inf->version__);
+    is_free(inf->plural__);
+    is_free(inf->namespace__);
+    is_free(inf->label_selector__);
+    is_free(inf->field_selector__);
+    is_free(inf->rv__);
+    inf->name__ = NULL;
+    inf->cluster__ = NULL;
+    inf->rv__ = NULL;
+}
+
+int is_informer_synced(const is_informer_t *inf) { return inf->synced__; }
+size_t is_informer_count(const is_informer_t *inf) { return inf->cache__.len; }
+const char *is_informer_resource_version(const is_informer_t *inf) { return inf->rv__; }
+
+int is_informer_get(const is_informer_t *inf, const char *key, const char **obj, size_t *len) {
+    is_informer_obj_t *o = is_map_get(&inf->cache__, key);
+    if (!o) return IS_ENOTFOUND;
+    *obj = o->json;
+    if (len) *len = o->len;
+    return IS_OK;
+}
+
+int is_informer_each(const is_informer_t *inf,
+                     int (*cb)(const char *key, const char *obj, size_t len, void *ud), void *ud) {
+    size_t iter = 0;
+    const char *key;
+    void *value;
+    while (is_map_next(&inf->cache__, &iter, &key, &value)) {
+        is_informer_obj_t *o = value;
+        int rc = cb(key, o->json, o->len, ud);
+        if (rc) return rc;
+    }
+    return IS_OK;
+}

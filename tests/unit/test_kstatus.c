@@ -87,75 +87,50 @@ static void decode_text(is_kstatus_t *st, long code, const char *body) {
 }
 
 static void test_fallbacks(void) {
-    is_kstatus_t st;
-    /* Whitespace only is empty. */
-    decode_text(&st, 503, " \r\n\t ");
-    CHECK_STR(st.reason, "ServiceUnavailable");
-    CHECK_STR(st.message, "HTTP 503");
-    is_kstatus_free(&st);
-
-    /* Plain text from a non-resource path. */
-    decode_text(&st, 404, "404 page not found\n");
-    CHECK_INT(st.code, 404);
-    CHECK_STR(st.reason, "NotFound");
-    CHECK_STR(st.message, "404 page not found");
-    is_kstatus_free(&st);
-
-    /* A proxy's HTML page becomes one line. */
-    decode_text(&st, 502, "\n<html>\r\n<body>Bad Gateway</body>\n</html>\n");
-    CHECK_STR(st.reason, "Unknown");
-    CHECK_STR(st.message, "<html>  <body>Bad Gateway</body> </html>");
-    is_kstatus_free(&st);
-
-    /* A Status with reason and message missing: fill from the code, and
-     * use the body's code over the transport's. */
-    decode_text(&st, 500, "{\"kind\":\"Status\",\"status\":\"Failure\",\"code\":429}");
-    CHECK_INT(st.code, 429);
-    CHECK_STR(st.reason, "TooManyRequests");
-    CHECK_STR(st.message, "{\"kind\":\"Status\",\"status\":\"Failure\",\"code\":429}");
-    is_kstatus_free(&st);
-
-    /* Empty strings count as missing. */
-    decode_text(&st, 500, "{\"kind\":\"Status\",\"reason\":\"\",\"message\":\"boom\",\"code\":500}");
-    CHECK_STR(st.reason, "InternalError");
-    CHECK_STR(st.message, "boom");
-    is_kstatus_free(&st);
-
-    /* Escapes in the message are decoded. */
-    decode_text(&st, 400, "{\"message\":\"bad \\\"x\\\" \\u00e9\",\"reason\":\"BadRequest\"}");
-    CHECK_INT(st.code, 400);
-    CHECK_STR(st.reason, "BadRequest");
-    CHECK_STR(st.message, "bad \"x\" \xc3\xa9");
-    is_kstatus_free(&st);
-
-    /* Another kind of object, or an implausible code, is not trusted. */
-    decode_text(&st, 502, "{\"kind\":\"Error\",\"reason\":\"Nope\",\"code\":404}");
-    CHECK_INT(st.code, 502);
-    CHECK_STR(st.reason, "Unknown");
-    CHECK_STR(st.message, "{\"kind\":\"Error\",\"reason\":\"Nope\",\"code\":404}");
-    is_kstatus_free(&st);
-    decode_text(&st, 500, "{\"code\":7,\"message\":\"grpc says no\"}");
-    CHECK_INT(st.code, 500);
-    CHECK_STR(st.reason, "InternalError");
-    CHECK_STR(st.message, "grpc says no");
-    is_kstatus_free(&st);
-    decode_text(&st, 500, "{\"code\":\"404\",\"reason\":7,\"message\":null}");
-    CHECK_INT(st.code, 500);
-    CHECK_STR(st.reason, "InternalError");
-    CHECK_STR(st.message, "{\"code\":\"404\",\"reason\":7,\"message\":null}");
-    is_kstatus_free(&st);
-
-    /* Broken JSON is just text. */
-    decode_text(&st, 500, "{\"kind\":\"Status\",\"message\":\"cut");
-    CHECK_STR(st.reason, "InternalError");
-    CHECK_STR(st.message, "{\"kind\":\"Status\",\"message\":\"cut");
-    is_kstatus_free(&st);
-
-    /* Transport failures have no HTTP code at all. */
-    CHECK_INT(is_kstatus_decode(&st, 0, "", 0), IS_OK);
-    CHECK_STR(st.reason, "Unknown");
-    CHECK_STR(st.message, "HTTP 0");
-    is_kstatus_free(&st);
+    static const struct {
+        long http_code;
+        const char *body;
+        long code;
+        const char *reason, *message;
+    } cases[] = {
+        /* Whitespace only is empty. */
+        { 503, " \r\n\t ", 503, "ServiceUnavailable", "HTTP 503" },
+        /* Plain text from a non-resource path. */
+        { 404, "404 page not found\n", 404, "NotFound", "404 page not found" },
+        /* A proxy's HTML page becomes one line. */
+        { 502, "\n<html>\r\n<body>Bad Gateway</body>\n</html>\n", 502, "Unknown",
+          "<html>  <body>Bad Gateway</body> </html>" },
+        /* A Status without reason and message: filled from the code, and
+         * the body's code wins over the transport's. */
+        { 500, "{\"kind\":\"Status\",\"status\":\"Failure\",\"code\":429}", 429,
+          "TooManyRequests", "{\"kind\":\"Status\",\"status\":\"Failure\",\"code\":429}" },
+        /* Empty strings count as missing. */
+        { 500, "{\"kind\":\"Status\",\"reason\":\"\",\"message\":\"boom\",\"code\":500}",
+          500, "InternalError", "boom" },
+        /* Escapes in the message are decoded. */
+        { 400, "{\"message\":\"bad \\\"x\\\" \\u00e9\",\"reason\":\"BadRequest\"}", 400,
+          "BadRequest", "bad \"x\" \xc3\xa9" },
+        /* Another kind of object, or an implausible code, is not trusted. */
+        { 502, "{\"kind\":\"Error\",\"reason\":\"Nope\",\"code\":404}", 502, "Unknown",
+          "{\"kind\":\"Error\",\"reason\":\"Nope\",\"code\":404}" },
+        { 500, "{\"code\":7,\"message\":\"grpc says no\"}", 500, "InternalError",
+          "grpc says no" },
+        { 500, "{\"code\":\"404\",\"reason\":7,\"message\":null}", 500, "InternalError",
+          "{\"code\":\"404\",\"reason\":7,\"message\":null}" },
+        /* Broken JSON is just text. */
+        { 500, "{\"kind\":\"Status\",\"message\":\"cut", 500, "InternalError",
+          "{\"kind\":\"Status\",\"message\":\"cut" },
+        /* Transport failures have no HTTP code at all. */
+        { 0, "", 0, "Unknown", "HTTP 0" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        is_kstatus_t st;
+        decode_text(&st, cases[i].http_code, cases[i].body);
+        CHECK_INT(st.code, cases[i].code);
+        CHECK_STR(st.reason, cases[i].reason);
+        CHECK_STR(st.message, cases[i].message);
+        is_kstatus_free(&st);
+    }
 }
 
 static void test_long_body_truncated(void) {

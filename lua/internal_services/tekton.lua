@@ -44,8 +44,18 @@ end
 
 -- JSON with object keys sorted, so the same result always encodes to the
 -- same string and a status update is only sent when something changed.
+--
+-- Strings keep "/" as is: this cjson escapes it as "\/", which is valid
+-- but noisy in a value people read (image references, URLs).
+local function encode_scalar(value)
+    return (cjson.encode(value):gsub("\\(.)", function(c)
+        if c == "/" then return "/" end
+        return "\\" .. c
+    end))
+end
+
 local function encode_stable(value)
-    if type(value) ~= "table" then return cjson.encode(value) end
+    if type(value) ~= "table" then return encode_scalar(value) end
     local is_array = cjson.array_mt ~= nil and getmetatable(value) == cjson.array_mt
         or #value > 0 or next(value) == nil
     if is_array then
@@ -58,7 +68,7 @@ local function encode_stable(value)
     table.sort(keys)
     local parts = {}
     for i, key in ipairs(keys) do
-        parts[i] = cjson.encode(key) .. ":" .. encode_stable(value[key])
+        parts[i] = encode_scalar(key) .. ":" .. encode_stable(value[key])
     end
     return "{" .. table.concat(parts, ",") .. "}"
 end

@@ -10,6 +10,17 @@ describe("conditions.rfc3339", function()
         assert.are.equal("1970-01-01T00:00:00Z", conditions.rfc3339(0))
     end)
 
+    it("ignores the local time zone", function()
+        -- A fresh interpreter with a +14:00 zone (POSIX TZ needs no tzdata).
+        local root = fixtures.root:gsub("/tests/fixtures$", "")
+        local script = 'package.path = "' .. root .. '/lua/?.lua;" .. package.path; '
+            .. 'io.write(require("internal_services.conditions").rfc3339(' .. T0 .. '))'
+        local p = assert(io.popen("TZ=UTC-14 lua5.4 -e '" .. script .. "'"))
+        local out = p:read("a")
+        p:close()
+        assert.are.equal("2026-11-23T10:00:00Z", out)
+    end)
+
     it("drops fractions of a second", function()
         assert.are.equal("2026-11-23T10:00:00Z", conditions.rfc3339(T0 + 0.75))
     end)

@@ -1,0 +1,184 @@
+local kube = require "internal_services.kube"
+local leader = require "internal_services.leader"
+local fake_api = require "spec.support.fake_api"
+
+local LEASE = { group = "coordination.k8s.io", version = "v1", resource = "leases" }
+local T0 = 1795428000
+
+describe("leader.microtime", function()
+    it("formats MicroTime with six fractional digits in UTC", function()
+        assert.equal("2026-11-23T10:00:00.000000Z", leader.microtime(T0))
+        assert.equal("2026-11-23T10:00:01.250000Z", leader.microtime(T0 + 1.25))
+        assert.equal("2026-11-23T10:00:01.000000Z", leader.microtime(T0 + 0.9999999))
+    end)
+end)
+
+describe("leader election", function()
+    local api, clock
+
+    local function elector(identity, overrides)
+        local deps = {
+            kube = kube.new(api.raw),
+            sleep = function(s) coroutine.yield(s) end,
+            now = function() return clock end,
+            namespace = "internal-services",
+            name = "internal-services-leader",
+            identity = identity,
+        }
+        for k, v in pairs(overrides or {}) do deps[k] = v end
+        return leader.new(deps)
+    end
+
+    local function lease()
+        return api:object("internal", LEASE, "internal-services", "internal-services-leader")
+    end
+
+    -- Runs e:run() as a coroutine whose sleeps advance the fake clock; step()
+    -- resumes it through one sleep and returns what happened so far.
+    local function runner(e)
+        local state = { started = 0, stopped = nil, done = false }
+        local co = coroutine.create(function()
+            e:run(function()
+                      state.started = state.started + 1
+                      state.started_at = clock
+                  end,
+                  function(why) state.stopped = why end)
+            state.done = true
+        end)
+        local function step()
+            local ok, slept = coroutine.resume(co)
+            assert(ok, slept)
+            if slept then clock = clock + slept end
+            return state
+        end
+        return step, state
+    end
+
+    before_each(function()
+        clock = T0
+        api = fake_api.new({ now = function() return clock end })
+    end)
+
+    it("creates the Lease when there is none and leads", function()
+        local e = elector("pod-a")
+        assert.is_true(e:try_acquire_or_renew())
+        local spec = lease().spec
+        assert.equal("pod-a", spec.holderIdentity)
+        assert.equal(15, spec.leaseDurationSeconds)
+        assert.equal("2026-11-23T10:00:00.000000Z", spec.acquireTime)
+        assert.equal(spec.acquireTime, spec.renewTime)
+        assert.equal(0, spec.leaseTransitions)
+    end)
+
+    it("renews its own Lease, keeping acquireTime and transitions", function()
+        local e = elector("pod-a")
+        assert.is_true(e:try_acquire_or_renew())
+        clock = clock + 5
+        assert.is_true(e:try_acquire_or_renew())
+        local spec = lease().spec
+        assert.equal("2026-11-23T10:00:00.000000Z", spec.acquireTime)
+        assert.equal("2026-11-23T10:00:05.000000Z", spec.renewTime)
+        assert.equal(0, spec.leaseTransitions)
+    end)
+
+    it("does not take a live Lease held by another identity", function()
+        assert.is_true(elector("pod-a"):try_acquire_or_renew())
+        local b = elector("pod-b")
+        local ok, why, taken = b:try_acquire_or_renew()
+        assert.is_false(ok)
+        assert.equal("the Lease is held by pod-a", why)
+        assert.is_true(taken)
+        clock = clock + 14
+        assert.is_false(b:try_acquire_or_renew())
+        assert.equal("pod-a", lease().spec.holderIdentity)
+    end)
+
+    it("takes over an expired Lease, judged from when it last changed", function()
+        assert.is_true(elector("pod-a"):try_acquire_or_renew())
+        local b = elector("pod-b")
+        clock = clock + 100
+        -- First sight of the record starts b's own expiry clock, whatever
+        -- renewTime says (the writer's clock may be skewed).
+        assert.is_false(b:try_acquire_or_renew())
+        clock = clock + 15.5
+        assert.is_true(b:try_acquire_or_renew())
+        local spec = lease().spec
+        assert.equal("pod-b", spec.holderIdentity)
+        assert.equal(1, spec.leaseTransitions)
+        assert.equal(spec.renewTime, spec.acquireTime)
+    end)
+
+    it("loses a race for the Lease on resourceVersion conflict", function()
+        assert.is_true(elector("pod-a"):try_acquire_or_renew())
+        local b = elector("pod-b")
+        b:try_acquire_or_renew()
+        clock = clock + 16
+        -- Another candidate writes between b's read and b's update.
+        api:inject({ verb = "get", resource = "leases", after = function()
+            local current = lease()
+            current.spec.holderIdentity = "pod-c"
+            api:put("internal", LEASE, current)
+        end })
+        local ok, why = b:try_acquire_or_renew()
+        assert.is_false(ok)
+        assert.matches("Conflict", why)
+        assert.equal("pod-c", lease().spec.holderIdentity)
+    end)
+
+    it("waits, retrying every 2 s, until the holder lets the Lease expire", function()
+        assert.is_true(elector("pod-a"):try_acquire_or_renew())
+        local step, state = runner(elector("pod-b"))
+        local polls = 0
+        while state.started == 0 do
+            step()
+            polls = polls + 1
+            assert.is_true(polls < 20, "never became leader")
+        end
+        assert.equal("pod-b", lease().spec.holderIdentity)
+        -- 15 s of lease duration observed from the first poll, in 2 s steps.
+        assert.equal(T0 + 16, state.started_at)
+    end)
+
+    it("renews every 5 s while leading", function()
+        local step, state = runner(elector("pod-a"))
+        step()
+        assert.equal(1, state.started)
+        step()
+        assert.equal(T0 + 10, clock)
+        assert.equal("2026-11-23T10:00:05.000000Z", lease().spec.renewTime)
+        assert.is_nil(state.stopped)
+    end)
+
+    it("gives up leadership when renewals fail past the renew deadline", function()
+        local step, state = runner(elector("pod-a"))
+        step()
+        assert.equal(1, state.started)
+        api:inject({ verb = "get", resource = "leases", times = math.huge,
+                     respond = { code = 503, reason = "ServiceUnavailable" } })
+        local rounds = 0
+        while not state.done do
+            step()
+            rounds = rounds + 1
+            assert.is_true(rounds < 20, "never gave up")
+        end
+        assert.matches("could not renew the Lease for 10s", state.stopped)
+        -- Lost before the 15 s lease could expire for anyone else.
+        assert.is_true(clock - T0 <= 10)
+    end)
+
+    it("gives up at once when another identity holds the Lease", function()
+        local step, state = runner(elector("pod-a"))
+        step()
+        local current = lease()
+        current.spec.holderIdentity = "pod-z"
+        api:put("internal", LEASE, current)
+        step()
+        assert.is_true(state.done)
+        assert.equal("the Lease is held by pod-z", state.stopped)
+    end)
+
+    it("refuses a renew deadline that is not shorter than the lease", function()
+        assert.has_error(function() elector("pod-a", { renew_deadline = 15 }) end,
+            "leader: renew_deadline must be shorter than lease_duration")
+    end)
+end)

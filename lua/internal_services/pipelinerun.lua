@@ -126,7 +126,7 @@ end
 local function pipeline_params(spec)
     local merged = {}
     if present(spec.params) then
-        if not is_object(spec.params) or (next(spec.params) and is_array(spec.params)) then
+        if not is_object(spec.params) then
             return nil, "spec.params must be an object of parameter names to string values"
         end
         for name, value in pairs(spec.params) do

@@ -56,15 +56,18 @@ int is_kapi_list(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
                  is_http_done_cb done, void *ud, is_kapi_list_t **out);
 /* Stops a list in progress; its done callback is not called. */
 void is_kapi_list_cancel(is_kapi_list_t *l);
+/* *out (may be NULL) receives the request so that it can be cancelled. */
 int is_kapi_create(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
-                   const char *body, size_t len, is_http_done_cb done, void *ud);
+                   const char *body, size_t len, is_http_done_cb done, void *ud,
+                   is_http_req_t **out);
 /* PUT; with o->subresource = "status" this is the status update. */
 int is_kapi_update(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
-                   const char *body, size_t len, is_http_done_cb done, void *ud);
+                   const char *body, size_t len, is_http_done_cb done, void *ud,
+                   is_http_req_t **out);
 int is_kapi_patch(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
                   is_patch_type_t type, const char *body, size_t len,
-                  is_http_done_cb done, void *ud);
+                  is_http_done_cb done, void *ud, is_http_req_t **out);
 int is_kapi_delete(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
-                   is_http_done_cb done, void *ud);
+                   is_http_done_cb done, void *ud, is_http_req_t **out);
 
 #endif

@@ -28,7 +28,8 @@ typedef struct is_lua_opts_s {
     int leader_elect;
     const char *leader_election_id;
     const char *identity;       /* this process, for leader election */
-    int log_json;               /* one JSON object per log line */
+    double deadline_grace;      /* host.config.deadline_grace, seconds */
+    double default_timeout;     /* host.config.default_timeout, seconds */
 } is_lua_opts_t;
 
 struct is_lua_s {
@@ -43,6 +44,7 @@ struct is_lua_s {
     int tasks;                  /* live coroutines */
     int stopping;
     unsigned long reconciles, reconcile_errors, script_errors;
+    void *priv__;               /* tasks, counters, main module name */
 };
 
 int is_lua_init(is_lua_t *h, is_loop_t *loop, const is_lua_opts_t *opts,
@@ -55,6 +57,8 @@ int is_lua_start(is_lua_t *h, char *err, size_t errlen);
 /* Stops informers and queues; running coroutines are abandoned. */
 void is_lua_stop(is_lua_t *h);
 void is_lua_close(is_lua_t *h);
+/* The exit code a script asked for with host.shutdown (0 if none). */
+int is_lua_exit_code(const is_lua_t *h);
 /* 1 when every informer has synced at least once. */
 int is_lua_ready(const is_lua_t *h);
 /* Appends Prometheus text lines for the host's counters. */

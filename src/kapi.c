@@ -85,22 +85,24 @@ int is_kapi_get(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
 }
 
 int is_kapi_create(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
-                   const char *body, size_t len, is_http_done_cb done, void *ud) {
+                   const char *body, size_t len, is_http_done_cb done, void *ud,
+                   is_http_req_t **out) {
     /* The name belongs in the body, not in the path of a POST. */
     is_kapi_opts_t post = o ? *o : (is_kapi_opts_t){0};
     post.name = NULL;
     post.subresource = NULL;
-    return send_request(c, "POST", r, &post, body, len, "application/json", done, ud, NULL);
+    return send_request(c, "POST", r, &post, body, len, "application/json", done, ud, out);
 }
 
 int is_kapi_update(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
-                   const char *body, size_t len, is_http_done_cb done, void *ud) {
-    return send_request(c, "PUT", r, o, body, len, "application/json", done, ud, NULL);
+                   const char *body, size_t len, is_http_done_cb done, void *ud,
+                   is_http_req_t **out) {
+    return send_request(c, "PUT", r, o, body, len, "application/json", done, ud, out);
 }
 
 int is_kapi_patch(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
                   is_patch_type_t type, const char *body, size_t len,
-                  is_http_done_cb done, void *ud) {
+                  is_http_done_cb done, void *ud, is_http_req_t **out) {
     const char *ct;
     switch (type) {
     case IS_PATCH_MERGE: ct = "application/merge-patch+json"; break;
@@ -113,13 +115,13 @@ int is_kapi_patch(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
     if (type == IS_PATCH_APPLY && (!o || !o->field_manager)) {
         is_kapi_opts_t apply = o ? *o : (is_kapi_opts_t){0};
         apply.field_manager = "internal-services";
-        return send_request(c, "PATCH", r, &apply, body, len, ct, done, ud, NULL);
+        return send_request(c, "PATCH", r, &apply, body, len, ct, done, ud, out);
     }
-    return send_request(c, "PATCH", r, o, body, len, ct, done, ud, NULL);
+    return send_request(c, "PATCH", r, o, body, len, ct, done, ud, out);
 }
 
 int is_kapi_delete(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
-                   is_http_done_cb done, void *ud) {
+                   is_http_done_cb done, void *ud, is_http_req_t **out) {
     is_buf_t body;
     is_buf_init(&body);
     int rc = is_buf_appends(&body, "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\"");
@@ -143,7 +145,7 @@ int is_kapi_delete(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
         if (rc == IS_OK) rc = is_buf_appends(&body, "}");
     }
     if (rc == IS_OK) rc = is_buf_appends(&body, "}");
-    if (rc == IS_OK) rc = send_request(c, "DELETE", r, o, body.data, body.len, "application/json", done, ud, NULL);
+    if (rc == IS_OK) rc = send_request(c, "DELETE", r, o, body.data, body.len, "application/json", done, ud, out);
     is_buf_free(&body);
     return rc;
 }

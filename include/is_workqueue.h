@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "is_loop.h"
+#include "is_map.h"
 
 typedef struct is_wq_s is_wq_t;
 typedef struct is_wq_item_s is_wq_item_t;  /* internal */
@@ -26,8 +27,8 @@ struct is_wq_s {
     is_wq_process_cb process;
     void *data;
     /* internal */
-    is_wq_item_t **table__;   /* open hash by key */
-    size_t table_cap__, table_len__;
+    is_map_t items__;         /* key -> is_wq_item_t* */
+    size_t waiting__;         /* keys with a pending delay */
     is_wq_item_t *head__, *tail__; /* FIFO of ready keys */
     size_t ready__;
     int active__;

@@ -166,6 +166,34 @@ describe("leader election", function()
         assert.is_true(clock - T0 <= 10)
     end)
 
+    it("treats an attempt that raises as a failed renewal", function()
+        local step, state = runner(elector("pod-a"))
+        step()
+        api:inject({ verb = "get", resource = "leases", before = function() error("boom", 0) end })
+        step()
+        assert.is_nil(state.stopped)
+        step()
+        assert.is_nil(state.stopped)
+        assert.equal(1, state.started)
+        assert.equal("pod-a", lease().spec.holderIdentity)
+    end)
+
+    it("steps through the election one wait at a time", function()
+        local e = elector("pod-a")
+        local started, stopped = 0, nil
+        local function on_started() started = started + 1 end
+        local function on_stopped(why) stopped = why end
+        assert.equal(5, e:tick(on_started, on_stopped))
+        assert.equal(1, started)
+        clock = clock + 5
+        api:inject({ verb = "update", resource = "leases", respond = { code = 409, reason = "Conflict" } })
+        assert.equal(2, e:tick(on_started, on_stopped))
+        clock = clock + 2
+        assert.equal(5, e:tick(on_started, on_stopped))
+        assert.equal(1, started)
+        assert.is_nil(stopped)
+    end)
+
     it("gives up at once when another identity holds the Lease", function()
         local step, state = runner(elector("pod-a"))
         step()

@@ -53,6 +53,8 @@ function leader.new(deps)
         cluster = deps.cluster or "internal",
         observed = nil,
         observed_at = 0,
+        leading = false,
+        last_renew = 0,
     }, Elector)
     for key, value in pairs(leader.defaults) do e[key] = deps[key] or value end
     assert(e.renew_deadline < e.lease_duration, "leader: renew_deadline must be shorter than lease_duration")
@@ -124,40 +126,55 @@ function Elector:try_acquire_or_renew()
     return true
 end
 
+-- One step of the election; returns the seconds to wait before the next
+-- step, or nil once leadership is lost (after on_stopped(why)). A candidate
+-- retries every retry_period and calls on_started() when it wins; a leader
+-- renews every renew_period, retrying failures until renew_deadline.
+-- Stepping lets the caller run each step in a short-lived task, so no
+-- task lives long enough to exhaust its instruction budget.
+function Elector:tick(on_started, on_stopped)
+    local fields = { lease = self.namespace .. "/" .. self.name, identity = self.identity }
+    -- An attempt that raises is a failed attempt: the renew deadline, not
+    -- an error, decides when leadership is lost.
+    local done, ok, why, taken = pcall(self.try_acquire_or_renew, self)
+    if not done then ok, why, taken = false, tostring(ok), false end
+    local now = self.now()
+    if not self.leading then
+        if not ok then
+            self.log("debug", "not the leader yet: " .. why, fields)
+            return self.retry_period
+        end
+        self.leading = true
+        self.last_renew = now
+        self.log("info", "became the leader", fields)
+        on_started()
+        return self.renew_period
+    end
+    if ok then
+        self.last_renew = now
+        return self.renew_period
+    end
+    local deadline = self.last_renew + self.renew_deadline
+    if taken or now >= deadline then
+        local reason = taken and why or string.format(
+            "could not renew the Lease for %gs: %s", now - self.last_renew, why)
+        self.leading = false
+        self.log("error", "leadership lost: " .. reason, fields)
+        on_stopped(reason)
+        return nil
+    end
+    self.log("warn", "renewing the Lease failed: " .. why, fields)
+    return math.min(self.retry_period, deadline - now)
+end
+
 -- Blocks (in a coroutine) until this process leads, then calls
 -- on_started(); keeps renewing and returns after calling on_stopped(why)
 -- once leadership is lost.
 function Elector:run(on_started, on_stopped)
-    local fields = { lease = self.namespace .. "/" .. self.name, identity = self.identity }
     while true do
-        local ok, why = self:try_acquire_or_renew()
-        if ok then break end
-        self.log("debug", "not the leader yet: " .. why, fields)
-        self.sleep(self.retry_period)
-    end
-    self.log("info", "became the leader", fields)
-    on_started()
-    local last_renew = self.now()
-    while true do
-        self.sleep(self.renew_period)
-        local deadline = last_renew + self.renew_deadline
-        while true do
-            local ok, why, taken = self:try_acquire_or_renew()
-            if ok then
-                last_renew = self.now()
-                break
-            end
-            local now = self.now()
-            if taken or now >= deadline then
-                local reason = taken and why or string.format(
-                    "could not renew the Lease for %gs: %s", now - last_renew, why)
-                self.log("error", "leadership lost: " .. reason, fields)
-                on_stopped(reason)
-                return
-            end
-            self.log("warn", "renewing the Lease failed: " .. why, fields)
-            self.sleep(math.min(self.retry_period, deadline - now))
-        end
+        local wait = self:tick(on_started, on_stopped)
+        if not wait then return end
+        self.sleep(wait)
     end
 end
 

@@ -1,10 +1,11 @@
 //go:build tools
 
-// Package tools records the two commands the test bed builds, so that
+// Package tools records the commands the test bed builds, so that
 // `go mod tidy` keeps their dependencies in go.sum.
 package tools
 
 import (
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )

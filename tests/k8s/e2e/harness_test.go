@@ -1,0 +1,499 @@
+// Package e2e runs the controller end to end on the two-cluster test bed:
+// InternalRequests on `remote`, PipelineRuns on `internal`, the controller
+// with its own RBAC-restricted identities on both, and tekton-driver in
+// Tekton's place.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"internal-services/tests/k8s/bed"
+)
+
+var (
+	irGVR       = schema.GroupVersionResource{Group: "appstudio.redhat.com", Version: "v1alpha1", Resource: "internalrequests"}
+	configGVR   = schema.GroupVersionResource{Group: "appstudio.redhat.com", Version: "v1alpha1", Resource: "internalservicesconfigs"}
+	prGVR       = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}
+	pipelineGVR = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelines"}
+	eventGVR    = schema.GroupVersionResource{Version: "v1", Resource: "events"}
+)
+
+const (
+	controllerNS = "internal-services"
+	uidLabel     = "internal-services.appstudio.openshift.io/request-uid"
+	finalizer    = "internal-services.appstudio.openshift.io/pipelinerun-cleanup"
+)
+
+// env is the shared test bed of one test run.
+type env struct {
+	t                  *testing.T
+	root               string
+	remote, internal   *bed.Cluster
+	remoteC, internalC dynamic.Interface
+	remoteKubeconfig   string // the controller's identity on remote
+	internalKubeconfig string // the controller's identity on internal
+	policyDir          string
+	logDir             string
+	prSeen             *prRecorder
+}
+
+func repoRoot(t *testing.T) string {
+	root, err := bed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func buildDir(t *testing.T) string {
+	if d := os.Getenv("IS_BUILD_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(repoRoot(t), "build")
+}
+
+func (e *env) kubectl(c *bed.Cluster, args ...string) string {
+	e.t.Helper()
+	cmd := exec.Command(filepath.Join(e.root, ".cache", "bin", "kubectl"), append([]string{"--kubeconfig", c.AdminKubeconfig}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		e.t.Fatalf("kubectl %v: %v\n%s", args, err, errb.String())
+	}
+	return out.String()
+}
+
+func (e *env) apply(c *bed.Cluster, yaml string) {
+	e.t.Helper()
+	f := filepath.Join(e.t.TempDir(), "obj.yaml")
+	if err := os.WriteFile(f, []byte(yaml), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	e.kubectl(c, "apply", "-f", f)
+}
+
+func setup(t *testing.T) *env {
+	e := &env{t: t, root: repoRoot(t)}
+	bin := filepath.Join(buildDir(t), "internal-services")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s is missing: build the project first", bin)
+	}
+	clusters := bed.StartMany(t, "remote", "internal")
+	e.remote, e.internal = clusters[0], clusters[1]
+	if err := e.remote.InstallCRDs(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.internal.InstallCRDs(true); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if e.remoteC, err = e.remote.Dynamic(); err != nil {
+		t.Fatal(err)
+	}
+	if e.internalC, err = e.internal.Dynamic(); err != nil {
+		t.Fatal(err)
+	}
+	e.logDir = os.Getenv("IS_E2E_LOG_DIR")
+	if e.logDir == "" {
+		e.logDir = t.TempDir()
+	}
+	_ = os.MkdirAll(e.logDir, 0o755)
+
+	// The controller's RBAC, exactly as shipped in deploy/.
+	e.kubectl(e.remote, "apply", "-f", filepath.Join(e.root, "deploy", "remote", "clusterrole.yaml"),
+		"-f", filepath.Join(e.root, "deploy", "remote", "clusterrolebinding.yaml"))
+	for _, f := range []string{"00-namespace.yaml", "01-serviceaccount.yaml", "02-role.yaml"} {
+		e.kubectl(e.internal, "apply", "-f", filepath.Join(e.root, "deploy", f))
+	}
+	if e.remoteKubeconfig, err = e.remote.Kubeconfig("internal-services-remote"); err != nil {
+		t.Fatal(err)
+	}
+	if e.internalKubeconfig, err = e.internal.Kubeconfig("system:serviceaccount:internal-services:internal-services",
+		"system:serviceaccounts", "system:serviceaccounts:internal-services"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"tenant-a", "tenant-b"} {
+		e.apply(e.remote, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", ns))
+	}
+	e.setConfig(false, []string{"tenant-a"})
+	e.pipeline("sign-release", "succeed", "1s",
+		`[{"name":"signature","value":"signed:$(params.component)"},`+
+			`{"name":"digests","value":["sha256:aaa","sha256:bbb"]},`+
+			`{"name":"report","value":{"component":"$(params.component)","verdict":"ok"}}]`)
+	e.pipeline("always-fails", "fail", "1s", "")
+	e.pipeline("never-ends", "hang", "1s", "")
+
+	// Policies: the shipped ones, in a directory the tests may change.
+	e.policyDir = t.TempDir()
+	for _, p := range []string{"allowlist.lua", "git_url.lua"} {
+		b, err := os.ReadFile(filepath.Join(e.root, "policies", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.policyDir, p), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.startDriver()
+	e.prSeen = newPRRecorder(t, e.internalC)
+	return e
+}
+
+func (e *env) setConfig(debug bool, allow []string) {
+	e.t.Helper()
+	list, _ := json.Marshal(allow)
+	e.apply(e.internal, fmt.Sprintf(`apiVersion: appstudio.redhat.com/v1alpha1
+kind: InternalServicesConfig
+metadata:
+  name: config
+  namespace: %s
+spec:
+  allowList: %s
+  allowedGitResolverURLs: ["https://git.example.com/release/pipelines.git"]
+  debug: %t
+  volumeClaim:
+    name: workspace
+    size: 2Gi
+`, controllerNS, list, debug))
+}
+
+func (e *env) pipeline(name, outcome, duration, results string) {
+	e.t.Helper()
+	ann := fmt.Sprintf("    test.internal-services/outcome: %s\n    test.internal-services/duration: %s\n", outcome, duration)
+	if results != "" {
+		ann += fmt.Sprintf("    test.internal-services/results: '%s'\n", results)
+	}
+	e.apply(e.internal, fmt.Sprintf(`apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata:
+  name: %s
+  namespace: %s
+  annotations:
+%sspec:
+  params:
+  - name: component
+    type: string
+    default: none
+  tasks:
+  - name: work
+    taskSpec:
+      steps:
+      - name: work
+        image: registry.example.com/busybox
+        script: "true"
+`, name, controllerNS, ann))
+}
+
+func (e *env) startDriver() {
+	drv := filepath.Join(e.root, ".cache", "bin", "tekton-driver")
+	build := exec.Command("go", "build", "-o", drv, "./cmd/tekton-driver")
+	build.Dir = filepath.Join(e.root, "tests", "k8s")
+	if out, err := build.CombinedOutput(); err != nil {
+		e.t.Fatalf("building tekton-driver: %v\n%s", err, out)
+	}
+	logf, err := os.Create(filepath.Join(e.logDir, "tekton-driver.log"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command(drv, "--kubeconfig", e.internal.AdminKubeconfig, "--namespace", controllerNS)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logf.Close()
+	})
+}
+
+// controller is one running internal-services process.
+type controller struct {
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+}
+
+func (e *env) startController(name string, extra ...string) *controller {
+	e.t.Helper()
+	logPath := filepath.Join(e.logDir, name+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	args := append([]string{
+		"--kubeconfig", e.internalKubeconfig,
+		"--remote-cluster-config-file", e.remoteKubeconfig,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--policy-dir", e.policyDir, "--lua-dir", filepath.Join(e.root, "lua"),
+		"--deadline-grace", "2", "--lua-instruction-budget", "5000000",
+	}, extra...)
+	cmd := exec.Command(filepath.Join(buildDir(e.t), "internal-services"), args...)
+	cmd.Env = append(os.Environ(), "SERVICE_NAMESPACE="+controllerNS)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	c := &controller{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(c.done)
+	}()
+	e.t.Cleanup(func() { c.stop(e.t) })
+	return c
+}
+
+func (c *controller) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.done
+}
+
+func (c *controller) stop(t *testing.T) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		t.Errorf("controller did not stop on SIGTERM")
+		c.kill()
+	}
+}
+
+func (c *controller) log() string {
+	b, _ := os.ReadFile(c.logPath)
+	return string(b)
+}
+
+// request builds an InternalRequest.
+type request struct {
+	ns, name, resolver string
+	refParams          map[string]string
+	params             map[string]string
+	timeouts           map[string]string
+	labels             map[string]string
+}
+
+func (e *env) create(r request) *unstructured.Unstructured {
+	e.t.Helper()
+	if r.resolver == "" {
+		r.resolver = "cluster"
+	}
+	var refParams []interface{}
+	for k, v := range r.refParams {
+		refParams = append(refParams, map[string]interface{}{"name": k, "value": v})
+	}
+	spec := map[string]interface{}{
+		"pipeline": map[string]interface{}{"pipelineRef": map[string]interface{}{"resolver": r.resolver, "params": refParams}},
+	}
+	if r.params != nil {
+		p := map[string]interface{}{}
+		for k, v := range r.params {
+			p[k] = v
+		}
+		spec["params"] = p
+	}
+	if r.timeouts != nil {
+		tm := map[string]interface{}{}
+		for k, v := range r.timeouts {
+			tm[k] = v
+		}
+		spec["timeouts"] = tm
+	}
+	meta := map[string]interface{}{"name": r.name, "namespace": r.ns}
+	if r.labels != nil {
+		l := map[string]interface{}{}
+		for k, v := range r.labels {
+			l[k] = v
+		}
+		meta["labels"] = l
+	}
+	obj := &unstructured.Unstructured{Object: map[string]interface{}{
+		"apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "InternalRequest",
+		"metadata": meta, "spec": spec,
+	}}
+	out, err := e.remoteC.Resource(irGVR).Namespace(r.ns).Create(context.Background(), obj, metav1.CreateOptions{})
+	if err != nil {
+		e.t.Fatalf("creating request %s/%s: %v", r.ns, r.name, err)
+	}
+	return out
+}
+
+func clusterRef(pipeline string) map[string]string {
+	return map[string]string{"name": pipeline, "kind": "pipeline", "namespace": controllerNS}
+}
+
+func (e *env) get(ns, name string) *unstructured.Unstructured {
+	obj, err := e.remoteC.Resource(irGVR).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		e.t.Fatalf("get %s/%s: %v", ns, name, err)
+	}
+	return obj
+}
+
+func condition(obj *unstructured.Unstructured) (status, reason, message string) {
+	if obj == nil {
+		return "", "", ""
+	}
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]interface{}); ok && m["type"] == "Succeeded" {
+			return fmt.Sprint(m["status"]), fmt.Sprint(m["reason"]), fmt.Sprint(m["message"])
+		}
+	}
+	return "", "", ""
+}
+
+// waitRequest polls until cond holds for the request, and returns it.
+func (e *env) waitRequest(ns, name, what string, timeout time.Duration, cond func(*unstructured.Unstructured) bool,
+	logs ...*controller) *unstructured.Unstructured {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		obj := e.get(ns, name)
+		if cond(obj) {
+			return obj
+		}
+		if time.Now().After(deadline) {
+			st, reason, msg := condition(obj)
+			var tail string
+			for _, c := range logs {
+				l := c.log()
+				if len(l) > 4000 {
+					l = l[len(l)-4000:]
+				}
+				tail += "\n--- controller log tail ---\n" + l
+			}
+			e.t.Fatalf("%s/%s: timed out waiting for %s (condition %s/%s %q)%s", ns, name, what, st, reason, msg, tail)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func finished(obj *unstructured.Unstructured) bool {
+	st, _, _ := condition(obj)
+	return st == "True" || st == "False"
+}
+
+func hasCondition(status, reason string) func(*unstructured.Unstructured) bool {
+	return func(obj *unstructured.Unstructured) bool {
+		st, r, _ := condition(obj)
+		return st == status && r == reason
+	}
+}
+
+func (e *env) pipelineRuns(uid string) []unstructured.Unstructured {
+	list, err := e.internalC.Resource(prGVR).Namespace(controllerNS).List(context.Background(),
+		metav1.ListOptions{LabelSelector: uidLabel + "=" + uid})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return list.Items
+}
+
+func (e *env) waitNoPipelineRun(uid string, timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(e.pipelineRuns(uid)) > 0 {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the PipelineRun of request %s was not deleted", uid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (e *env) eventReasons(ns, name string) []string {
+	list, err := e.remoteC.Resource(eventGVR).Namespace(ns).List(context.Background(), metav1.ListOptions{
+		FieldSelector: "involvedObject.name=" + name,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, ev := range list.Items {
+		r, _, _ := unstructured.NestedString(ev.Object, "reason")
+		out = append(out, r)
+	}
+	return out
+}
+
+// prRecorder remembers every PipelineRun uid ever created for each request
+// uid, from a watch on the internal cluster, so that a test can prove that
+// no request ever got a second run, even one that was deleted again.
+type prRecorder struct {
+	mu   sync.Mutex
+	runs map[string]map[string]bool // request uid -> PipelineRun uids
+}
+
+func newPRRecorder(t *testing.T, c dynamic.Interface) *prRecorder {
+	r := &prRecorder{runs: map[string]map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		for ctx.Err() == nil {
+			w, err := c.Resource(prGVR).Namespace(controllerNS).Watch(ctx, metav1.ListOptions{LabelSelector: uidLabel})
+			if err != nil {
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				if obj, ok := ev.Object.(*unstructured.Unstructured); ok {
+					req := obj.GetLabels()[uidLabel]
+					r.mu.Lock()
+					if r.runs[req] == nil {
+						r.runs[req] = map[string]bool{}
+					}
+					r.runs[req][string(obj.GetUID())] = true
+					r.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return r
+}
+
+func (r *prRecorder) count(requestUID string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.runs[requestUID])
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func mustContain(t *testing.T, what, text, sub string) {
+	t.Helper()
+	if !strings.Contains(text, sub) {
+		t.Errorf("%s: %q does not contain %q", what, text, sub)
+	}
+}

@@ -81,6 +81,30 @@ describe("sandbox environment", function()
         assert.is_string(string.dump(function() end))
     end)
 
+    it("keeps string methods bounded when the module is loaded again", function()
+        package.loaded["internal_services.sandbox"] = nil
+        local again = require "internal_services.sandbox"
+        package.loaded["internal_services.sandbox"] = sandbox
+        for _, box in ipairs({ sandbox, again }) do
+            local fn = assert(box.compile("return ('x'):rep(1e9)", "again.lua", box.environment()))
+            local ok, err = box.run({}, fn)
+            assert.is_false(ok)
+            assert.matches("^memory limit exceeded: string.rep", err)
+        end
+    end)
+
+    it("exposes nothing but string functions through string indexing", function()
+        local ok, value = run([[
+            local found = {}
+            for _, key in ipairs({ "__index", "__sandbox_runs", "__sandbox_shim", "runs", "real_string" }) do
+                if ("x")[key] ~= nil then found[#found + 1] = key end
+            end
+            return table.concat(found, ",")
+        ]])
+        assert.is_true(ok)
+        assert.are.equal("", value)
+    end)
+
     it("compiles text only and names the chunk in errors", function()
         local binary = string.dump(function() return 1 end)
         local fn, err = sandbox.compile(binary, "bin.lua", sandbox.environment())
@@ -112,6 +136,24 @@ describe("sandbox limits", function()
         ]], { budget = 10000 })
         assert.is_false(ok)
         assert.are.equal("instruction budget exceeded", err)
+    end)
+
+    it("never lets a script run on after catching the budget error", function()
+        local caught = 0
+        local ok, err = run([[
+            local report = ...
+            local spin = function() while true do end end
+            while true do
+                pcall(spin)
+                report()
+            end
+        ]], { budget = 10000, step = 1000 }, function()
+            caught = caught + 1
+            if caught > 100 then error("the script kept running") end
+        end)
+        assert.is_false(ok)
+        assert.are.equal("instruction budget exceeded", err)
+        assert.are.equal(0, caught)
     end)
 
     it("reports the budget even when the script raises its own error after catching it", function()

@@ -62,8 +62,13 @@ sandbox.BUDGET_EXCEEDED = "instruction budget exceeded"
 sandbox.MEMORY_EXCEEDED = "memory limit exceeded"
 
 -- The state of each running sandbox, by coroutine. Weak keys: a finished
--- coroutine takes its entry with it.
-local runs = setmetatable({}, { __mode = "k" })
+-- coroutine takes its entry with it. Kept in the registry (out of scripts'
+-- reach) so that every instance of this module, and the string shim below,
+-- agree on which coroutines are sandboxed even if the module is loaded again.
+local REGISTRY_KEY = "internal_services.sandbox.runs"
+local registry = debug.getregistry()
+local runs = registry[REGISTRY_KEY] or setmetatable({}, { __mode = "k" })
+registry[REGISTRY_KEY] = runs
 
 local function current_run()
     return runs[co_running()]
@@ -269,10 +274,7 @@ local sandbox_string = {
 -- functions a script has no use for (dump, pack...) refuse.
 local function install_string_shim()
     local mt = getmetatable("")
-    if real_type(mt.__index) == "table" and real_rawget(mt.__index, "__sandbox_shim") then
-        return
-    end
-    local shim = { __sandbox_shim = true }
+    local shim = {}
     for name, outside in pairs(real_string) do
         local inside = sandbox_string[name] or refused("string." .. name)
         shim[name] = function(...)
@@ -404,8 +406,9 @@ function sandbox.compile(source, name, env)
     return load(source, "=" .. name, "t", env)
 end
 
--- Runs fn(...) on a fresh coroutine under the limits ({budget=, memory=},
--- both optional). Returns true followed by fn's results, or false and an
+-- Runs fn(...) on a fresh coroutine under the limits ({budget=, memory=,
+-- step=}, all optional; step is the number of instructions between two
+-- hook calls). Returns true followed by fn's results, or false and an
 -- error string. When a limit was hit the error is the limit's message
 -- ("instruction budget exceeded", "memory limit exceeded..."), whatever the
 -- script did with the error on the way.
@@ -413,7 +416,7 @@ function sandbox.run(limits, fn, ...)
     limits = limits or {}
     local budget = limits.budget or sandbox.DEFAULT_BUDGET
     local memory = limits.memory or sandbox.DEFAULT_MEMORY
-    local step = sandbox.HOOK_STEP
+    local step = limits.step or sandbox.HOOK_STEP
     local co = co_create(fn)
     local base = gc("count") * 1024
     local count, collections = 0, 0

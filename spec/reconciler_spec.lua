@@ -234,6 +234,22 @@ describe("reconciler", function()
             assert.equal(0, w.api:count({ verb = "create" }))
         end)
 
+        it("deletes a PipelineRun left behind when someone else removed the finalizer", function()
+            local key = w:add_request("requests/basic.json")
+            w:reconcile(key)
+            local ref = ref_of(w, key)
+            w:finish_pipelinerun(ref, "True", "Succeeded", "done")
+            local request = w:request(key)
+            request.metadata.finalizers = nil
+            request.status.conditions[1].status = "True"
+            w.api:put("remote", resources.internal_request, request)
+            local gets = w.api:count({ verb = "get" })
+            w:reconcile(key)
+            assert.is_nil(w:pipelinerun(ref))
+            -- Found in the cache: no live read for a request without the finalizer.
+            assert.equal(gets, w.api:count({ verb = "get" }))
+        end)
+
         it("retries deleting its PipelineRun until it is gone, holding the finalizer", function()
             local key = w:add_request("requests/basic.json")
             w:reconcile(key)

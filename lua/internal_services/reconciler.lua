@@ -173,11 +173,12 @@ function R:debug()
     return type(config) == "table" and type(config.spec) == "table" and config.spec.debug == true
 end
 
--- The PipelineRun at ref from the cache, else from the API server: the
--- cache may not have seen our own create yet. nil when it does not exist.
-function R:read_pipelinerun(ref)
+-- The PipelineRun at ref from the cache, else (unless cached_only) from
+-- the API server: the cache may not have seen our own create yet. nil when
+-- it does not exist.
+function R:read_pipelinerun(ref, cached_only)
     local pr = self.cache.get("pipelineruns", ref)
-    if pr then return pr end
+    if pr or cached_only then return pr end
     local ns, name = split(ref)
     local live, err = self.kube:get(self.internal, PIPELINE_RUN, ns, name)
     if live then return live end
@@ -198,9 +199,9 @@ end
 
 -- The request's PipelineRun if it exists and carries the request's uid;
 -- a same-named PipelineRun of anyone else is never touched.
-function R:owned_pipelinerun(request)
+function R:owned_pipelinerun(request, cached_only)
     local ref = self:pipelinerun_ref(request)
-    local pr = self:read_pipelinerun(ref)
+    local pr = self:read_pipelinerun(ref, cached_only)
     if pr and owner_uid(pr) ~= request.metadata.uid then
         self.log("warn", "PipelineRun does not belong to the request; leaving it alone", {
             pipelinerun = ref, request = key_of(request), owner = tostring(owner_uid(pr)),
@@ -296,15 +297,17 @@ function R:finalize(request)
 end
 
 -- A finished request: its PipelineRun goes (unless debug), then the
--- finalizer. Without the finalizer there is nothing left to do: it is only
--- removed once the PipelineRun is deleted or kept on purpose.
+-- finalizer. The finalizer is only removed once the PipelineRun is deleted
+-- or kept on purpose, so without it a cache lookup is enough: it still
+-- catches a PipelineRun left behind when someone else removed the
+-- finalizer, without an API call per request on every resync.
 function R:clean_up(request)
-    if not finalizer_index(request) then return nil end
+    local holding = finalizer_index(request) ~= nil
     if not self:debug() then
-        local pr = self:owned_pipelinerun(request)
+        local pr = self:owned_pipelinerun(request, not holding)
         if pr then self:delete_pipelinerun(pr) end
     end
-    self:remove_finalizer(request)
+    if holding then self:remove_finalizer(request) end
     return nil
 end
 

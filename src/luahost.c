@@ -189,6 +189,10 @@ static void task_resume(lh_task_t *t, int nargs) {
     is_lua_t *h = t->host;
     int nres = 0;
     t->waiting = 0;
+    /* A reconcile's budget covers the whole reconcile; a background task
+     * (a reload or renewal loop) lives for ever, so its budget covers each
+     * run between two host calls. */
+    if (!t->queue) t->used = 0;
     int st = lua_resume(t->co, h->L, nargs, &nres);
     if (st == LUA_YIELD) {
         if (t->waiting) return;
@@ -533,6 +537,8 @@ static int l_spawn(lua_State *L) {
     luaL_checktype(L, 1, LUA_TFUNCTION);
     int nargs = lua_gettop(L) - 1;
     lua_pushvalue(L, 1);
+    /* task_new takes the function from the main thread's stack. */
+    if (L != (lua_State *)h->L) lua_xmove(L, (lua_State *)h->L, 1);
     lh_task_t *t;
     if (task_new(h, "task", &t) != IS_OK) return luaL_error(L, "host.spawn: out of memory");
     for (int i = 2; i <= nargs + 1; i++) lua_pushvalue(L, i);

@@ -82,11 +82,17 @@ func (e *env) kubectl(c *bed.Cluster, args ...string) string {
 
 func (e *env) apply(c *bed.Cluster, yaml string) {
 	e.t.Helper()
-	f := filepath.Join(e.t.TempDir(), "obj.yaml")
-	if err := os.WriteFile(f, []byte(yaml), 0o600); err != nil {
+	// Not t.TempDir(): kubectl splits -f at commas, which subtest names have.
+	tmp, err := os.CreateTemp("", "e2e-*.yaml")
+	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.kubectl(c, "apply", "-f", f)
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(yaml); err != nil {
+		e.t.Fatal(err)
+	}
+	tmp.Close()
+	e.kubectl(c, "apply", "-f", tmp.Name())
 }
 
 func setup(t *testing.T) *env {
@@ -453,27 +459,46 @@ func newPRRecorder(t *testing.T, c dynamic.Interface) *prRecorder {
 	r := &prRecorder{runs: map[string]map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	// List, then watch from the list's resourceVersion, so that a run
+	// created and deleted between two watches is still seen.
+	list, err := c.Resource(prGVR).Namespace(controllerNS).List(ctx, metav1.ListOptions{LabelSelector: uidLabel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range list.Items {
+		r.record(&list.Items[i])
+	}
+	rv := list.GetResourceVersion()
 	go func() {
 		for ctx.Err() == nil {
-			w, err := c.Resource(prGVR).Namespace(controllerNS).Watch(ctx, metav1.ListOptions{LabelSelector: uidLabel})
+			w, err := c.Resource(prGVR).Namespace(controllerNS).Watch(ctx, metav1.ListOptions{
+				LabelSelector: uidLabel, ResourceVersion: rv, AllowWatchBookmarks: true})
 			if err != nil {
 				time.Sleep(200 * time.Millisecond)
 				continue
 			}
 			for ev := range w.ResultChan() {
 				if obj, ok := ev.Object.(*unstructured.Unstructured); ok {
-					req := obj.GetLabels()[uidLabel]
-					r.mu.Lock()
-					if r.runs[req] == nil {
-						r.runs[req] = map[string]bool{}
-					}
-					r.runs[req][string(obj.GetUID())] = true
-					r.mu.Unlock()
+					r.record(obj)
+					rv = obj.GetResourceVersion()
 				}
 			}
 		}
 	}()
 	return r
+}
+
+func (r *prRecorder) record(obj *unstructured.Unstructured) {
+	req := obj.GetLabels()[uidLabel]
+	if req == "" {
+		return // a bookmark
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.runs[req] == nil {
+		r.runs[req] = map[string]bool{}
+	}
+	r.runs[req][string(obj.GetUID())] = true
 }
 
 func (r *prRecorder) count(requestUID string) int {

@@ -192,19 +192,34 @@ func resultsFor(pr *unstructured.Unstructured, spec string) ([]interface{}, erro
 		return nil, fmt.Errorf("bad results annotation: %v", err)
 	}
 	params, _, _ := unstructured.NestedSlice(pr.Object, "spec", "params")
-	out := make([]interface{}, 0, len(results))
-	for _, r := range results {
-		if s, ok := r["value"].(string); ok {
+	var expand func(v interface{}) interface{}
+	expand = func(v interface{}) interface{} {
+		switch x := v.(type) {
+		case string:
 			for _, p := range params {
 				if m, ok := p.(map[string]interface{}); ok {
-					if v, ok := m["value"].(string); ok {
-						s = strings.ReplaceAll(s, "$(params."+fmt.Sprint(m["name"])+")", v)
+					if pv, ok := m["value"].(string); ok {
+						x = strings.ReplaceAll(x, "$(params."+fmt.Sprint(m["name"])+")", pv)
 					}
 				}
 			}
-			r["value"] = s
+			return x
+		case []interface{}:
+			for i := range x {
+				x[i] = expand(x[i])
+			}
+			return x
+		case map[string]interface{}:
+			for k := range x {
+				x[k] = expand(x[k])
+			}
+			return x
 		}
-		out = append(out, map[string]interface{}{"name": r["name"], "value": r["value"]})
+		return v
+	}
+	out := make([]interface{}, 0, len(results))
+	for _, r := range results {
+		out = append(out, map[string]interface{}{"name": r["name"], "value": expand(r["value"])})
 	}
 	return out, nil
 }

@@ -3,8 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -364,4 +369,73 @@ func TestWorkflow(t *testing.T) {
 			t.Errorf("exit code %d after SIGTERM; log:\n%s", code, c.log())
 		}
 	})
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// metric reads one sample from a controller's /metrics; -1 when absent.
+func metric(port int, name string) float64 {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			v, err := strconv.ParseFloat(strings.TrimPrefix(line, name+" "), 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+func waitMetric(t *testing.T, port int, name string, want float64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for metric(port, name) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("port %d: %s did not become %v (is %v)", port, name, want, metric(port, name))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestLeaderElection(t *testing.T) {
+	e := setup(t)
+	p1, p2 := freePort(t), freePort(t)
+	args := func(port int) []string {
+		return []string{"--leader-elect", "--leader-election-id", "e2e-leader",
+			"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", port),
+			"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	}
+	first := e.startController("leader-1", args(p1)...)
+	waitMetric(t, p1, "internal_services_leader", 1, 30*time.Second)
+	second := e.startController("leader-2", args(p2)...)
+	time.Sleep(3 * time.Second)
+	if v := metric(p2, "internal_services_leader"); v != 0 {
+		t.Fatalf("a second replica leads too (leader gauge %v)", v)
+	}
+	e.create(request{ns: "tenant-a", name: "led-1", refParams: clusterRef("sign-release")})
+	e.waitRequest("tenant-a", "led-1", "success", 60*time.Second, hasCondition("True", "Succeeded"), first)
+
+	// Killed without releasing the Lease: the other replica takes over once
+	// it expires.
+	first.kill()
+	waitMetric(t, p2, "internal_services_leader", 1, 45*time.Second)
+	e.create(request{ns: "tenant-a", name: "led-2", refParams: clusterRef("sign-release")})
+	e.waitRequest("tenant-a", "led-2", "success", 60*time.Second, hasCondition("True", "Succeeded"), second)
+	if v := metric(p2, "internal_services_reconciles_total{queue=\"requests\"}"); v < 1 {
+		t.Errorf("the new leader reports %v reconciles", v)
+	}
+	second.stop(t)
 }

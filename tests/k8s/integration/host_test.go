@@ -387,6 +387,51 @@ func TestHostAgainstRealAPIServers(t *testing.T) {
 		}
 	})
 
+	t.Run("a 401 makes the host re-read a rotated token file", func(t *testing.T) {
+		csv, err := os.ReadFile(filepath.Join(remote.Dir, "pki", "tokens.csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		good := strings.SplitN(string(csv), ",", 2)[0]
+		dir := t.TempDir()
+		tokenFile := filepath.Join(dir, "token")
+		if err := os.WriteFile(tokenFile, []byte("expired-token\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ca, _ := os.ReadFile(remote.CACert)
+		cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: remote
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: rotating
+  user:
+    tokenFile: token
+contexts:
+- name: remote
+  context: {cluster: remote, user: rotating}
+current-context: remote
+`, remote.APIServerURL, b64(ca))
+		path := filepath.Join(dir, "token.kubeconfig")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		w := startWatcher(t, path, "--namespace", ns)
+		ev := w.waitFor(t, "a 401", 20*time.Second, func(ev []event) bool { return count(ev, "ERROR") >= 1 })
+		if e := ev[0]; e.Code != 401 || e.Reason != "Unauthorized" {
+			t.Fatalf("want 401 Unauthorized, got %d %s %q", e.Code, e.Reason, e.Message)
+		}
+		// The token rotates, as a bound service-account token does: the
+		// next 401 makes the host read the file again and succeed.
+		if err := os.WriteFile(tokenFile, []byte(good+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		w.waitFor(t, "a list with the rotated token", 30*time.Second, func(ev []event) bool { return count(ev, "SYNCED") == 1 })
+	})
+
 	t.Run("wrong CA fails with a clear TLS error", func(t *testing.T) {
 		// The remote server's certificate checked against the internal
 		// cluster's CA.

@@ -110,22 +110,20 @@ static void retry_later(is_informer_t *inf, const char *what, long code, const c
         report(inf, what, 0, "InternalError", "out of memory scheduling a retry", 0);
 }
 
-/* Key and resourceVersion of an object given as raw JSON. */
-static int object_identity(const char *json, size_t len, char **key, char **rv) {
-    is_json_t doc;
+/* Key and resourceVersion of the object at token obj of an already parsed
+ * document (a watch event or a list), so no object is parsed twice. */
+static int object_identity(const is_json_t *doc, int obj, char **key, char **rv) {
     char *ns = NULL, *name = NULL;
+    int rc = IS_EPARSE;
     *key = *rv = NULL;
-    int rc = is_json_parse(&doc, json, len, NULL);
-    if (rc != IS_OK) goto out;
-    rc = IS_EPARSE;
-    int meta = is_json_get(&doc, 0, "metadata");
+    int meta = is_json_get(doc, obj, "metadata");
     if (meta < 0) goto out;
-    int t_name = is_json_get(&doc, meta, "name");
-    int t_ns = is_json_get(&doc, meta, "namespace");
-    int t_rv = is_json_get(&doc, meta, "resourceVersion");
-    if (t_name < 0 || (rc = is_json_strdup(&doc, t_name, &name)) != IS_OK) goto out;
-    if (t_ns >= 0 && (rc = is_json_strdup(&doc, t_ns, &ns)) != IS_OK) goto out;
-    if (t_rv >= 0 && (rc = is_json_strdup(&doc, t_rv, rv)) != IS_OK) goto out;
+    int t_name = is_json_get(doc, meta, "name");
+    int t_ns = is_json_get(doc, meta, "namespace");
+    int t_rv = is_json_get(doc, meta, "resourceVersion");
+    if (t_name < 0 || (rc = is_json_strdup(doc, t_name, &name)) != IS_OK) goto out;
+    if (t_ns >= 0 && (rc = is_json_strdup(doc, t_ns, &ns)) != IS_OK) goto out;
+    if (t_rv >= 0 && (rc = is_json_strdup(doc, t_rv, rv)) != IS_OK) goto out;
     is_buf_t k;
     is_buf_init(&k);
     if (ns && ns[0]) rc = is_buf_printf(&k, "%s/%s", ns, name);
@@ -139,7 +137,6 @@ out:
     }
     is_free(ns);
     is_free(name);
-    is_json_free(&doc);
     return rc;
 }
 
@@ -233,7 +230,7 @@ static int on_event_line(const char *line, size_t len, void *ud) {
         if (t_rv >= 0 && is_json_strdup(&doc, t_rv, &rv) == IS_OK) rc = set_rv(inf, rv);
         goto out;
     }
-    if ((rc = object_identity(obj, olen, &key, &rv)) != IS_OK) {
+    if ((rc = object_identity(&doc, t_obj, &key, &rv)) != IS_OK) {
         inf->abort__ = ABORT_ERROR;
         inf->abort_message__ = is_strdup("a watch event whose object has no metadata.name");
         goto out;
@@ -351,7 +348,7 @@ static int replace_items(is_informer_t *inf, const char *body, size_t len) {
         size_t olen;
         const char *obj = is_json_raw(&doc, t, &olen);
         char *key, *rv;
-        if ((rc = object_identity(obj, olen, &key, &rv)) != IS_OK) goto out;
+        if ((rc = object_identity(&doc, t, &key, &rv)) != IS_OK) goto out;
         rc = is_map_set(&inf->relist__, key, NULL, NULL);
         if (rc == IS_OK) rc = apply_upsert(inf, key, obj, olen, rv);
         is_free(key);

@@ -268,6 +268,30 @@ describe("reconciler", function()
         end)
     end)
 
+    describe("a stale cache", function()
+        it("re-reads the request when the finalizer patch meets a newer version", function()
+            local key = w:add_request("requests/basic.json")
+            w:reconcile(key)
+            local ref = ref_of(w, key)
+            w:finish_pipelinerun(ref, "True", "Succeeded", "done")
+            w.api:inject({ verb = "delete", resource = "pipelineruns",
+                           respond = { code = 500, reason = "InternalError", message = "etcd timeout" } })
+            assert.has_error(function() w:reconcile(key) end)
+            -- The cache still holds this copy while the live object moves on.
+            local stale = w:request(key)
+            local live = w:request(key)
+            live.metadata.labels = live.metadata.labels or {}
+            live.metadata.labels["touched"] = "yes"
+            w.api:put("remote", resources.internal_request, live)
+            assert.are_not.equal(stale.metadata.resourceVersion, w:request(key).metadata.resourceVersion)
+            w.cache.lag.requests = { [key] = stale }
+            assert.is_nil(w:reconcile(key))
+            assert.is_nil(w:pipelinerun(ref))
+            assert.is_false(has_finalizer(w:request(key)))
+            assert.equal("yes", w:request(key).metadata.labels["touched"])
+        end)
+    end)
+
     describe("deletion", function()
         it("cancels and deletes a running PipelineRun, then releases the request", function()
             local key = w:add_request("requests/basic.json")

@@ -222,35 +222,50 @@ end
 
 -- JSON patches guarded by a "test" of the resourceVersion: the finalizer
 -- list is edited by position, which is only right for the version read.
-function R:patch_finalizers(request, op, doing)
-    local meta = request.metadata
-    local ops = {
-        { op = "test", path = "/metadata/resourceVersion", value = meta.resourceVersion },
-        op,
-    }
-    local updated, err = self.kube:patch(self.remote, REQUEST, meta.namespace, meta.name, ops, "json")
-    if updated then return updated end
-    if err.reason == "NotFound" then return nil end
-    raise(doing .. " InternalRequest " .. key_of(request), err)
+-- The cached copy is often one version behind (our own status write bumps
+-- it), which the guard answers with 422 (or 409): then the live object is
+-- read and the patch, rebuilt from it, is tried once more.
+function R:patch_finalizers(request, build, doing)
+    for attempt = 1, 2 do
+        local op = build(request)
+        if not op then return request end
+        local meta = request.metadata
+        local ops = {
+            { op = "test", path = "/metadata/resourceVersion", value = meta.resourceVersion },
+            op,
+        }
+        local updated, err = self.kube:patch(self.remote, REQUEST, meta.namespace, meta.name, ops, "json")
+        if updated then return updated end
+        if err.reason == "NotFound" then return nil end
+        if attempt == 2 or (err.code ~= 422 and err.code ~= 409) then
+            raise(doing .. " InternalRequest " .. key_of(request), err)
+        end
+        local fresh, get_err = self.kube:get(self.remote, REQUEST, meta.namespace, meta.name)
+        if not fresh then
+            if get_err.reason == "NotFound" then return nil end
+            raise("reading InternalRequest " .. key_of(request), get_err)
+        end
+        request = fresh
+    end
 end
 
 function R:ensure_finalizer(request)
-    if finalizer_index(request) then return request end
-    local list = request.metadata.finalizers
-    local op
-    if type(list) == "table" and #list > 0 then
-        op = { op = "add", path = "/metadata/finalizers/-", value = FINALIZER }
-    else
-        op = { op = "add", path = "/metadata/finalizers", value = kube.array { FINALIZER } }
-    end
-    return self:patch_finalizers(request, op, "adding the finalizer to")
+    return self:patch_finalizers(request, function(current)
+        if finalizer_index(current) then return nil end
+        local list = current.metadata.finalizers
+        if type(list) == "table" and #list > 0 then
+            return { op = "add", path = "/metadata/finalizers/-", value = FINALIZER }
+        end
+        return { op = "add", path = "/metadata/finalizers", value = kube.array { FINALIZER } }
+    end, "adding the finalizer to")
 end
 
 function R:remove_finalizer(request)
-    local i = finalizer_index(request)
-    if not i then return request end
-    return self:patch_finalizers(request,
-        { op = "remove", path = "/metadata/finalizers/" .. (i - 1) }, "removing the finalizer from")
+    return self:patch_finalizers(request, function(current)
+        local i = finalizer_index(current)
+        if not i then return nil end
+        return { op = "remove", path = "/metadata/finalizers/" .. (i - 1) }
+    end, "removing the finalizer from")
 end
 
 -- Deletes pr; one already gone is fine, any other failure raises so the

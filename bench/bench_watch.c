@@ -6,8 +6,8 @@
  * is_informer's event handling is static and sits behind an HTTP watch, so
  * this program drives the very functions it calls, in the same order, on
  * the same data: per line, is_json_parse of the event, is_json_get of
- * "type" and "object", is_json_raw of the object; then is_json_parse of the
- * object for metadata.name/namespace/resourceVersion; then a copy of the
+ * "type" and "object", is_json_raw of the object; metadata.name/namespace/
+ * resourceVersion read from the same tokens (no second parse); then a copy of the
  * object bytes and its resourceVersion stored under "namespace/name" with
  * is_map_set, the replaced copy freed. The cache entry has the informer's
  * layout (bytes, length, resourceVersion).
@@ -181,26 +181,23 @@ static int remember_rv(sink_t *s, char *rv) {
     return IS_OK;
 }
 
-/* metadata.namespace/name and resourceVersion of a raw object. */
-static int identify(const char *obj, size_t len, char *key, size_t keycap, char **rv) {
-    is_json_t doc;
+/* metadata.namespace/name and resourceVersion of the object at token obj
+ * of the already parsed event, as the informer reads them. */
+static int identify(const is_json_t *doc, int obj, char *key, size_t keycap, char **rv) {
     char *ns = NULL, *name = NULL;
-    int rc = is_json_parse(&doc, obj, len, NULL);
-    int meta = rc == IS_OK ? is_json_get(&doc, 0, "metadata") : -1;
+    int rc = IS_EPARSE;
+    int meta = is_json_get(doc, obj, "metadata");
     if (meta >= 0) {
-        int t_name = is_json_get(&doc, meta, "name");
-        int t_ns = is_json_get(&doc, meta, "namespace");
-        int t_rv = is_json_get(&doc, meta, "resourceVersion");
-        rc = t_name >= 0 ? is_json_strdup(&doc, t_name, &name) : IS_EPARSE;
-        if (rc == IS_OK && t_ns >= 0) rc = is_json_strdup(&doc, t_ns, &ns);
-        if (rc == IS_OK && t_rv >= 0) rc = is_json_strdup(&doc, t_rv, rv);
+        int t_name = is_json_get(doc, meta, "name");
+        int t_ns = is_json_get(doc, meta, "namespace");
+        int t_rv = is_json_get(doc, meta, "resourceVersion");
+        rc = t_name >= 0 ? is_json_strdup(doc, t_name, &name) : IS_EPARSE;
+        if (rc == IS_OK && t_ns >= 0) rc = is_json_strdup(doc, t_ns, &ns);
+        if (rc == IS_OK && t_rv >= 0) rc = is_json_strdup(doc, t_rv, rv);
         if (rc == IS_OK) snprintf(key, keycap, "%s/%s", ns ? ns : "", name);
-    } else if (rc == IS_OK) {
-        rc = IS_EPARSE;
     }
     is_free(ns);
     is_free(name);
-    is_json_free(&doc);
     return rc;
 }
 
@@ -246,7 +243,7 @@ static int on_line(const char *line, size_t len, void *data) {
         s->bookmarks++;
         goto out;
     }
-    if ((rc = identify(obj, olen, key, sizeof key, &rv)) != IS_OK) goto out;
+    if ((rc = identify(&doc, t_obj, key, sizeof key, &rv)) != IS_OK) goto out;
     rc = upsert(s, key, obj, olen, rv);
     if (rc == IS_OK) {
         char *copy = is_strdup(rv);
@@ -261,7 +258,7 @@ out:
 }
 
 /* Breakdown callbacks: framing alone, and framing plus one parse of the
- * event line (without the object's second parse and the cache). */
+ * event line (without the identity lookup and the cache). */
 static int on_line_count(const char *line, size_t len, void *data) {
     (void)line;
     (void)len;

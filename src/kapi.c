@@ -285,6 +285,16 @@ int is_kapi_list(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
     if (o) l->opts = *o;
     l->opts.name = NULL;
     l->opts.watch = 0;
+    /* Options that no list takes are dropped rather than copied: later pages
+     * would otherwise read the caller's strings after they are gone. */
+    l->opts.subresource = NULL;
+    l->opts.continue_token = NULL;
+    l->opts.field_manager = NULL;
+    l->opts.force = 0;
+    l->opts.dry_run = NULL;
+    l->opts.propagation_policy = NULL;
+    l->opts.precondition_uid = NULL;
+    l->opts.precondition_rv = NULL;
     if (l->opts.limit <= 0) l->opts.limit = 500;
     /* Pages are fetched later from the loop; the caller's strings may be gone. */
     const char **fields[] = { &l->opts.namespace, &l->opts.label_selector,

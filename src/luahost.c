@@ -109,7 +109,7 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     if (!t) return;
     t->used += HOOK_STEP;
     if (t->used > t->host->instruction_budget)
-        luaL_error(L, "instruction budget of %ld exceeded", t->host->instruction_budget);
+        luaL_error(L, "instruction budget of %I exceeded", (lua_Integer)t->host->instruction_budget);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -183,6 +183,13 @@ static int task_new(is_lua_t *h, const char *what, lh_task_t **out) {
     return IS_OK;
 }
 
+/* luaL_traceback of the coroutine (1) with the message (2), both light
+ * userdata, for lua_pcall. */
+static int traceback_of(lua_State *L) {
+    luaL_traceback(L, lua_touserdata(L, 1), lua_touserdata(L, 2), 0);
+    return 1;
+}
+
 /* Resumes t with nargs values already pushed on its stack. Runs until the
  * coroutine yields on a host call, returns, or fails. */
 static void task_resume(lh_task_t *t, int nargs) {
@@ -204,10 +211,24 @@ static void task_resume(lh_task_t *t, int nargs) {
         task_finish(t, 1, NULL);
         return;
     }
-    const char *msg = lua_tostring(t->co, -1);
-    luaL_traceback(h->L, t->co, msg ? msg : "error object is not a string", 0);
-    task_finish(t, 0, lua_tostring(h->L, -1));
-    lua_pop(h->L, 1);
+    /* The traceback allocates, and after a memory error the failed
+     * coroutine still holds what it built: it is made in protected mode and
+     * left out when it does not fit. lua_tostring would convert a number in
+     * place (an allocation too), so only strings are taken as messages. */
+    const char *msg = lua_type(t->co, -1) == LUA_TSTRING ? lua_tostring(t->co, -1)
+                                                        : "error object is not a string";
+    lua_State *L = h->L;
+    lua_pushcfunction(L, traceback_of);
+    lua_pushlightuserdata(L, t->co);
+    lua_pushlightuserdata(L, (void *)msg);
+    int traced = lua_pcall(L, 2, 1, 0) == LUA_OK;
+    task_finish(t, 0, traced ? lua_tostring(L, -1) : msg);
+    lua_pop(L, 1);
+    /* What a runaway coroutine built is garbage now, but lauxlib's buffers
+     * (string.rep, table.concat) call the allocator directly and fail at the
+     * cap without the emergency collection: collect now, so that the next
+     * script does not pay for this one. */
+    if (st == LUA_ERRMEM || h->mem_used > h->mem_limit / 2) lua_gc(L, LUA_GCCOLLECT, 0);
 }
 
 static void on_sleep_done(is_timer_t *timer) {
@@ -536,11 +557,18 @@ static int l_spawn(lua_State *L) {
     is_lua_t *h = host_of(L);
     luaL_checktype(L, 1, LUA_TFUNCTION);
     int nargs = lua_gettop(L) - 1;
+    /* The arguments are copied once more on this stack and then moved to
+     * the new coroutine's: neither has room for them unless asked. */
+    luaL_checkstack(L, nargs + 1, "host.spawn: too many arguments");
     lua_pushvalue(L, 1);
     /* task_new takes the function from the main thread's stack. */
     if (L != (lua_State *)h->L) lua_xmove(L, (lua_State *)h->L, 1);
     lh_task_t *t;
     if (task_new(h, "task", &t) != IS_OK) return luaL_error(L, "host.spawn: out of memory");
+    if (!lua_checkstack(t->co, nargs)) {
+        task_free(t);
+        return luaL_error(L, "host.spawn: too many arguments");
+    }
     for (int i = 2; i <= nargs + 1; i++) lua_pushvalue(L, i);
     lua_xmove(L, t->co, nargs);
     /* Started from the loop, not from inside the caller, so that the

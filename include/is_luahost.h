@@ -59,7 +59,8 @@ void is_lua_stop(is_lua_t *h);
 void is_lua_close(is_lua_t *h);
 /* The exit code a script asked for with host.shutdown (0 if none). */
 int is_lua_exit_code(const is_lua_t *h);
-/* 1 when every informer has synced at least once. */
+/* 1 when every informer has synced at least once (also when none is
+ * declared yet, as on a replica waiting for leadership). */
 int is_lua_ready(const is_lua_t *h);
 /* Appends Prometheus text lines for the host's counters. */
 int is_lua_metrics(const is_lua_t *h, struct is_buf_s *out);

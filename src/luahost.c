@@ -72,6 +72,7 @@ typedef struct lh_counter_s {
 typedef struct lh_private_s {
     lh_task_t *tasks;         /* live tasks */
     lh_task_t sync;           /* pseudo task for code run on the main thread */
+    lh_task_t *current;       /* the task whose code runs now, charged by the hook */
     is_map_t counters;        /* "name{label=\"v\"}" -> lh_counter_t* */
     char *main_module;
     int exit_code;
@@ -80,7 +81,12 @@ typedef struct lh_private_s {
 
 #define PRIV(h) ((lh_private_t *)(h)->priv__)
 
-static lh_task_t **task_slot(lua_State *L) { return (lh_task_t **)lua_getextraspace(L); }
+/* Every thread's extra space holds the host: Lua copies the main thread's
+ * into each new one, so also a coroutine a script creates itself leads the
+ * count hook back to the host, and from there to the task being run, which
+ * is charged for it. (A per-coroutine task pointer would let a script's own
+ * coroutine.wrap escape the budget, and could outlive its task.) */
+static is_lua_t **host_slot(lua_State *L) { return (is_lua_t **)lua_getextraspace(L); }
 
 /* ---------------------------------------------------------------------- */
 /* Allocator and limits                                                   */
@@ -105,7 +111,8 @@ static void *lh_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 static void count_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    lh_task_t *t = *task_slot(L);
+    is_lua_t *h = *host_slot(L);
+    lh_task_t *t = h && h->priv__ ? PRIV(h)->current : NULL;
     if (!t) return;
     t->used += HOOK_STEP;
     if (t->used > t->host->instruction_budget)
@@ -145,7 +152,7 @@ static void task_free(lh_task_t *t) {
     is_timer_stop(&t->sleep);
     if (t->req) is_http_cancel(t->req);
     if (t->list) is_kapi_list_cancel(t->list);
-    *task_slot(t->co) = NULL;
+    if (p->current == t) p->current = NULL;
     luaL_unref((lua_State *)t->host->L, LUA_REGISTRYINDEX, t->ref);
     t->host->tasks--;
     is_free(t->key);
@@ -155,23 +162,41 @@ static void task_free(lh_task_t *t) {
 
 static void on_sleep_done(is_timer_t *timer);
 
+/* In protected mode, because both allocate and the state may be at its
+ * memory cap: a new thread holding the function at index 1, anchored in the
+ * registry; returns the reference. */
+static int new_thread_p(lua_State *L) {
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushinteger(L, luaL_ref(L, LUA_REGISTRYINDEX));
+    return 1;
+}
+
 /* Creates a task whose coroutine has the function at the top of L's stack
- * (popped). */
+ * (popped, also on failure). */
 static int task_new(is_lua_t *h, const char *what, lh_task_t **out) {
     lua_State *L = h->L;
     lh_task_t *t = is_calloc(1, sizeof *t);
-    if (!t) return IS_ENOMEM;
-    t->what = is_strdup(what);
-    if (!t->what) {
+    if (!t || !(t->what = is_strdup(what))) {
         is_free(t);
+        lua_pop(L, 1);
         return IS_ENOMEM;
     }
     t->host = h;
-    t->co = lua_newthread(L);           /* fn co */
-    lua_insert(L, -2);                  /* co fn */
-    lua_xmove(L, t->co, 1);             /* co ; fn moved onto co */
-    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    *task_slot(t->co) = t;
+    lua_pushcfunction(L, new_thread_p);
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        is_free(t->what);
+        is_free(t);
+        return IS_ENOMEM;
+    }
+    t->ref = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+    t->co = lua_tothread(L, -1);
+    lua_pop(L, 1);
     lua_sethook(t->co, count_hook, LUA_MASKCOUNT, HOOK_STEP);
     is_timer_init(h->loop, &t->sleep, on_sleep_done, t);
     lh_private_t *p = PRIV(h);
@@ -196,11 +221,15 @@ static void task_resume(lh_task_t *t, int nargs) {
     is_lua_t *h = t->host;
     int nres = 0;
     t->waiting = 0;
+    lh_private_t *p = PRIV(h);
+    lh_task_t *caller = p->current;
     /* A reconcile's budget covers the whole reconcile; a background task
      * (a reload or renewal loop) lives for ever, so its budget covers each
      * run between two host calls. */
     if (!t->queue) t->used = 0;
+    p->current = t;
     int st = lua_resume(t->co, h->L, nargs, &nres);
+    p->current = caller;
     if (st == LUA_YIELD) {
         if (t->waiting) return;
         lua_pop(t->co, nres);
@@ -302,6 +331,11 @@ static void task_finish(lh_task_t *t, int ok, const char *error) {
     is_free(key);
 }
 
+static int push_string_p(lua_State *L) {
+    lua_pushstring(L, lua_touserdata(L, 1));
+    return 1;
+}
+
 static void queue_process(is_wq_t *wq, const char *key, void *data) {
     lh_queue_t *q = data;
     is_lua_t *h = q->host;
@@ -318,14 +352,21 @@ static void queue_process(is_wq_t *wq, const char *key, void *data) {
         rc = IS_ENOMEM;
     }
     if (rc != IS_OK) {
-        lua_pop(L, 1);
         log_kv(IS_LOG_ERROR, "cannot start a reconcile", "key", key, "error", is_strerror(rc));
         is_wq_add_rate_limited(wq, key, NULL);
         is_wq_done(wq, key);
         return;
     }
     t->queue = q;
-    lua_pushstring(t->co, key);
+    /* key is copied into the coroutine under the same cap as everything. */
+    lua_pushcfunction(L, push_string_p);
+    lua_pushlightuserdata(L, (void *)key);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        task_finish(t, 0, "not enough memory to start the reconcile");
+        return;
+    }
+    lua_xmove(L, t->co, 1);
     task_resume(t, 1);
 }
 
@@ -347,7 +388,7 @@ static is_lua_t *host_of(lua_State *L) {
 /* The task of the running coroutine, or an error for calls that must
  * yield but were made elsewhere (the main thread, a nested coroutine). */
 static lh_task_t *current_task(lua_State *L, const char *fn) {
-    lh_task_t *t = *task_slot(L);
+    lh_task_t *t = PRIV(host_of(L))->current;
     if (!t || t->co != L || !lua_isyieldable(L))
         luaL_error(L, "%s must be called from a reconcile or a task started with host.spawn", fn);
     return t;
@@ -449,16 +490,31 @@ static void push_result(lua_State *L, const is_http_result_t *res) {
     }
 }
 
+static int push_result_p(lua_State *L) {
+    push_result(L, lua_touserdata(L, 1));
+    return 1;
+}
+
 static void on_kube_done(is_http_req_t *req, const is_http_result_t *res, void *ud) {
     (void)req;
     lh_task_t *t = ud;
+    lua_State *L = t->host->L;
     t->req = NULL;
     t->list = NULL;
     if (!lua_checkstack(t->co, 4)) {
         task_finish(t, 0, "stack overflow delivering a Kubernetes response");
         return;
     }
-    push_result(t->co, res);
+    /* Built in protected mode on the main thread, because a large response
+     * may not fit under the memory cap; then handed to the coroutine. */
+    lua_pushcfunction(L, push_result_p);
+    lua_pushlightuserdata(L, (void *)res);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        task_finish(t, 0, "not enough memory for the API server's response");
+        return;
+    }
+    lua_xmove(L, t->co, 1);
     task_resume(t, 1);
 }
 
@@ -651,9 +707,10 @@ static void call_on_event(lh_informer_t *li, const char *kind, const char *key, 
         }
     }
     sync->used = 0;
-    *task_slot(L) = sync;
+    lh_task_t *caller = PRIV(h)->current;
+    PRIV(h)->current = sync;
     int st = lua_pcall(L, nargs, 0, 0);
-    *task_slot(L) = NULL;
+    PRIV(h)->current = caller;
     if (st != LUA_OK) {
         li->errors++;
         h->script_errors++;
@@ -1012,7 +1069,7 @@ int is_lua_init(is_lua_t *h, is_loop_t *loop, const is_lua_opts_t *o, char *err,
     lua_State *L = lua_newstate(lh_alloc, h);
     if (!L) goto oom;
     h->L = L;
-    *task_slot(L) = NULL;
+    *host_slot(L) = h;
     host_opts_box_t box = { h, o };
     lua_pushcfunction(L, init_state);
     lua_pushlightuserdata(L, &box);
@@ -1107,7 +1164,8 @@ int is_lua_ready(const is_lua_t *h) {
     size_t iter = 0;
     const char *k;
     void *v;
-    if (h->informers.len == 0) return 0;
+    /* A replica waiting for leadership has no informers yet and is ready:
+     * a standby that never became ready would stall rolling updates. */
     while (is_map_next(&h->informers, &iter, &k, &v))
         if (!is_informer_synced(&((lh_informer_t *)v)->inf)) return 0;
     return 1;

@@ -293,9 +293,12 @@ static int run_limits(env_t *e, const char *keys, size_t memory_limit, long budg
 
 static void test_instruction_budget(void) {
     env_t e;
-    if (run_limits(&e, "{ 'spin', 'spin_across', 'plain' }", (size_t)8 << 20, 1000000) != 0) return;
+    if (run_limits(&e, "{ 'spin', 'spin_wrapped', 'spin_across', 'plain' }", (size_t)8 << 20, 1000000) != 0) return;
     is_lua_t *h = &e.h;
     CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin\"", "instruction budget of 1000000 exceeded"));
+    /* A coroutine the script makes itself does not escape the budget. */
+    CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin_wrapped\"", "instruction budget of 1000000 exceeded"));
+    CHECK_INT(eval_int(h, "R.runs.spin_wrapped"), 2);
     /* The budget covers a reconcile across its host calls. */
     CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin_across\"", "instruction budget"));
     /* ... and each run of a background task, which outlived it. */
@@ -306,7 +309,7 @@ static void test_instruction_budget(void) {
     CHECK_INT(eval_int(h, "R.runs.spin_across"), 2);
     CHECK_INT(eval_int(h, "R.runs.plain"), 1);
     CHECK_STR(eval(h, "R.ok.spin and R.ok.spin_across and R.ok.plain"), "true");
-    CHECK(metric(h, "internal_services_reconcile_errors_total{queue=\"limits\"}") == 2);
+    CHECK(metric(h, "internal_services_reconcile_errors_total{queue=\"limits\"}") == 3);
     CHECK_STR(eval(h, "R.big"), "2097152");
     env_close(&e);
 }

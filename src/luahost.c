@@ -483,10 +483,15 @@ static void push_result(lua_State *L, const is_http_result_t *res) {
     lua_pushlstring(L, res->body ? res->body : "", res->body ? res->body_len : 0);
     lua_setfield(L, -2, "body");
     if (res->status) {
+        /* message is the API server's own sentence, fit for a status the
+         * remote side reads; error, for logs only, adds the method and the
+         * URL, which must not leak the internal cluster's address. */
         lua_pushstring(L, res->status->reason);
         lua_setfield(L, -2, "reason");
-        lua_pushstring(L, res->error ? res->error : res->status->message);
+        lua_pushstring(L, res->status->message);
         lua_setfield(L, -2, "message");
+        lua_pushstring(L, res->error ? res->error : res->status->message);
+        lua_setfield(L, -2, "error");
     }
 }
 

@@ -11,6 +11,7 @@ struct is_http_req_s {
     is_cluster_t *cluster;
     CURL *easy;
     struct curl_slist *headers;
+    struct curl_slist *connect_to; /* for tls-server-name */
     char *url;
     char *method;
     char *content_type;
@@ -47,6 +48,7 @@ void is_cluster_close(is_cluster_t *c) {
 static void req_free(is_http_req_t *r) {
     if (r->easy) curl_easy_cleanup(r->easy);
     curl_slist_free_all(r->headers);
+    curl_slist_free_all(r->connect_to);
     is_free(r->url);
     is_free(r->method);
     is_free(r->content_type);
@@ -126,6 +128,7 @@ static int setup_easy(is_http_req_t *r) {
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_ACCEPT_ENCODING, "");
     SET(CURLOPT_HTTPHEADER, r->headers);
+    if (r->connect_to) SET(CURLOPT_CONNECT_TO, r->connect_to);
     if (strcmp(r->method, "GET") != 0) SET(CURLOPT_CUSTOMREQUEST, r->method);
     if (r->req_body) {
         SET(CURLOPT_POSTFIELDS, r->req_body);
@@ -257,6 +260,43 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *data) {
     req_free(r);
 }
 
+/* kubeconfig's tls-server-name: the certificate must name that host while
+ * the connection goes to the server's address. libcurl verifies (and sends
+ * SNI for) the URL's host, so the URL names tls-server-name and CONNECT_TO
+ * sends the connection to the real address. */
+static int build_server_name_url(is_http_req_t *r, const is_kubeconfig_t *kc, is_buf_t *url) {
+    const char *server = kc->server;
+    const char *hostport = strstr(server, "://");
+    if (!hostport) return IS_EINVAL;
+    hostport += 3;
+    const char *end = hostport + strcspn(hostport, "/");
+    const char *colon = NULL;
+    if (*hostport == '[') {
+        const char *close = memchr(hostport, ']', (size_t)(end - hostport));
+        if (!close) return IS_EINVAL;
+        if (close + 1 < end && close[1] == ':') colon = close + 1;
+    } else {
+        colon = memchr(hostport, ':', (size_t)(end - hostport));
+    }
+    const char *host_end = colon ? colon : end;
+    const char *port = colon ? colon + 1 : "443";
+    int port_len = colon ? (int)(end - port) : 3;
+    is_buf_t entry;
+    is_buf_init(&entry);
+    int rc = is_buf_printf(&entry, "%s:%.*s:%.*s:%.*s", kc->tls_server_name, port_len, port,
+                           (int)(host_end - hostport), hostport, port_len, port);
+    if (rc == IS_OK) {
+        struct curl_slist *list = curl_slist_append(NULL, entry.data);
+        if (!list) rc = IS_ENOMEM;
+        else r->connect_to = list;
+    }
+    if (rc == IS_OK)
+        rc = is_buf_printf(url, "%.*s://%s:%.*s", (int)(hostport - 3 - server), server,
+                           kc->tls_server_name, port_len, port);
+    is_buf_free(&entry);
+    return rc;
+}
+
 int is_http_request(is_cluster_t *c, const is_http_opts_t *o, is_http_done_cb done, void *ud,
                     is_http_req_t **out) {
     if (!c || !o || !o->method || !o->path || !done) return IS_EINVAL;
@@ -273,8 +313,13 @@ int is_http_request(is_cluster_t *c, const is_http_opts_t *o, is_http_done_cb do
     int rc = IS_ENOMEM;
     is_buf_t url;
     is_buf_init(&url);
-    if (is_buf_appends(&url, c->kc.server) != IS_OK || is_buf_appends(&url, o->path) != IS_OK)
+    if (c->kc.tls_server_name && c->kc.tls_server_name[0]) {
+        if ((rc = build_server_name_url(r, &c->kc, &url)) != IS_OK) goto fail;
+        rc = IS_ENOMEM;
+    } else if (is_buf_appends(&url, c->kc.server) != IS_OK) {
         goto fail;
+    }
+    if (is_buf_appends(&url, o->path) != IS_OK) goto fail;
     r->url = is_buf_steal(&url, NULL);
     r->method = is_strdup(o->method);
     if (!r->method) goto fail;

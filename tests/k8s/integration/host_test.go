@@ -432,6 +432,34 @@ current-context: remote
 		w.waitFor(t, "a list with the rotated token", 30*time.Second, func(ev []event) bool { return count(ev, "SYNCED") == 1 })
 	})
 
+	t.Run("tls-server-name is the name the certificate is checked against", func(t *testing.T) {
+		cfg, err := os.ReadFile(remote.AdminKubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		withName := func(name string) string {
+			out := strings.Replace(string(cfg), "    server: "+remote.APIServerURL,
+				"    server: "+remote.APIServerURL+"\n    tls-server-name: "+name, 1)
+			if out == string(cfg) {
+				t.Fatalf("could not add tls-server-name to %s", remote.AdminKubeconfig)
+			}
+			path := filepath.Join(t.TempDir(), name+".kubeconfig")
+			if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}
+		// The serving certificate names localhost and 127.0.0.1, not this.
+		w := startWatcher(t, withName("api.internal.example"), "--namespace", ns)
+		ev := w.waitFor(t, "a TLS error", 20*time.Second, func(ev []event) bool { return count(ev, "ERROR") >= 1 })
+		if e := ev[0]; e.Reason != "TLSError" || !strings.Contains(e.Message, "api.internal.example") {
+			t.Fatalf("want a TLSError naming api.internal.example, got %d %s %q", e.Code, e.Reason, e.Message)
+		}
+		w = startWatcher(t, withName("localhost"), "--namespace", ns)
+		w.waitFor(t, "a list through tls-server-name localhost", 20*time.Second,
+			func(ev []event) bool { return count(ev, "SYNCED") == 1 })
+	})
+
 	t.Run("wrong CA fails with a clear TLS error", func(t *testing.T) {
 		// The remote server's certificate checked against the internal
 		// cluster's CA.

@@ -12,6 +12,7 @@
 #define IS_LUAHOST_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "is_loop.h"
 #include "is_http.h"
 #include "is_map.h"
@@ -56,6 +57,11 @@ int is_lua_add_cluster(is_lua_t *h, const char *name, is_cluster_t *c);
 int is_lua_start(is_lua_t *h, char *err, size_t errlen);
 /* Stops informers and queues; running coroutines are abandoned. */
 void is_lua_stop(is_lua_t *h);
+/* A graceful stop: stops the informers, then runs the main module's
+ * stop() (if it has one) as a task, driving the loop until it returns or
+ * timeout_ms pass (IS_ELIMIT). The controller uses it to release its
+ * leader Lease on SIGTERM. */
+int is_lua_shutdown(is_lua_t *h, uint64_t timeout_ms);
 void is_lua_close(is_lua_t *h);
 /* The exit code a script asked for with host.shutdown (0 if none). */
 int is_lua_exit_code(const is_lua_t *h);

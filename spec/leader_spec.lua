@@ -205,6 +205,37 @@ describe("leader election", function()
         assert.equal("the Lease is held by pod-z", state.stopped)
     end)
 
+    it("releases its Lease on shutdown so a standby takes over at once", function()
+        local a, b = elector("pod-a"), elector("pod-b")
+        local step_a = runner(a)
+        assert.equal(1, step_a().started)
+        assert.is_true(a.leading)
+        assert.is_true(a:release())
+        assert.is_false(a.leading)
+        local spec = lease().spec
+        assert.equal("", spec.holderIdentity)
+        assert.equal(1, spec.leaseDurationSeconds)
+        -- No wait for the 15 s lease: the next attempt wins.
+        clock = clock + 1
+        assert.is_true(b:try_acquire_or_renew())
+        assert.equal("pod-b", lease().spec.holderIdentity)
+        assert.equal(1, lease().spec.leaseTransitions)
+    end)
+
+    it("does not release a Lease another identity holds, nor one it never led", function()
+        local a = elector("pod-a")
+        assert.is_true(a:release())
+        assert.is_nil(lease())
+        assert.is_true(a:try_acquire_or_renew())
+        a.leading = true
+        -- Taken over behind its back: the release must not clear pod-b.
+        local l = lease()
+        l.spec.holderIdentity = "pod-b"
+        api:put("internal", LEASE, l)
+        assert.is_true(a:release())
+        assert.equal("pod-b", lease().spec.holderIdentity)
+    end)
+
     it("refuses a renew deadline that is not shorter than the lease", function()
         assert.has_error(function() elector("pod-a", { renew_deadline = 15 }) end,
             "leader: renew_deadline must be shorter than lease_duration")

@@ -42,6 +42,7 @@ typedef struct lh_task_s {
     is_kapi_list_t *list;
     is_timer_t sleep;
     int spawn_nargs;          /* arguments waiting for the first resume */
+    int is_stop;              /* the main module's stop(), run at shutdown */
     lh_queue_t *queue;        /* reconcile tasks */
     char *key;
     char *what;               /* for logs: "reconcile ns/name", "task" */
@@ -73,6 +74,7 @@ typedef struct lh_private_s {
     lh_task_t *tasks;         /* live tasks */
     lh_task_t sync;           /* pseudo task for code run on the main thread */
     lh_task_t *current;       /* the task whose code runs now, charged by the hook */
+    int stop_running;         /* stop() has not finished yet */
     is_map_t counters;        /* "name{label=\"v\"}" -> lh_counter_t* */
     char *main_module;
     int exit_code;
@@ -153,6 +155,7 @@ static void task_free(lh_task_t *t) {
     if (t->req) is_http_cancel(t->req);
     if (t->list) is_kapi_list_cancel(t->list);
     if (p->current == t) p->current = NULL;
+    if (t->is_stop) p->stop_running = 0;
     luaL_unref((lua_State *)t->host->L, LUA_REGISTRYINDEX, t->ref);
     t->host->tasks--;
     is_free(t->key);
@@ -1136,6 +1139,40 @@ int is_lua_start(is_lua_t *h, char *err, size_t errlen) {
         return IS_ELUA;
     }
     return IS_OK;
+}
+
+int is_lua_shutdown(is_lua_t *h, uint64_t timeout_ms) {
+    lua_State *L = h->L;
+    lh_private_t *p = PRIV(h);
+    is_lua_stop(h);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, p->main_module);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return IS_OK;
+    }
+    lua_getfield(L, -1, "stop");
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return IS_OK;
+    }
+    lh_task_t *t;
+    if (task_new(h, "stop", &t) != IS_OK) return IS_ENOMEM;
+    t->is_stop = 1;
+    p->stop_running = 1;
+    task_resume(t, 0);
+    /* stop() may call the API (to release the Lease): the loop runs on,
+     * with the informers already stopped, until it returns or time is up. */
+    is_loop_update_time(h->loop);
+    uint64_t deadline = is_loop_now(h->loop) + timeout_ms;
+    while (p->stop_running && is_loop_now(h->loop) < deadline) {
+        is_loop_run_once(h->loop, 100);
+        is_loop_update_time(h->loop);
+    }
+    if (!p->stop_running) return IS_OK;
+    log_kv(IS_LOG_WARN, "stop() did not finish in time", NULL, NULL, NULL, NULL);
+    return IS_ELIMIT;
 }
 
 void is_lua_stop(is_lua_t *h) {

@@ -328,6 +328,9 @@ int main(int argc, char **argv) {
     }
     rc = is_loop_run(&app->loop);
     code = is_lua_exit_code(&app->lua);
+    /* A signal, not a script, stopped the loop: let the scripts finish up
+     * (release the leader Lease) for a few seconds. */
+    if (!code) is_lua_shutdown(&app->lua, 5000);
     if (rc != IS_OK && !code) code = 1;
     is_log_write(IS_LOG_INFO, "stopped", NULL);
     signal_loop = NULL;

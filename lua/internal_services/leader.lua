@@ -133,6 +133,8 @@ end
 -- Stepping lets the caller run each step in a short-lived task, so no
 -- task lives long enough to exhaust its instruction budget.
 function Elector:tick(on_started, on_stopped)
+    -- After release() the election is over for this process.
+    if self.released then return nil end
     local fields = { lease = self.namespace .. "/" .. self.name, identity = self.identity }
     -- An attempt that raises is a failed attempt: the renew deadline, not
     -- an error, decides when leadership is lost.
@@ -165,6 +167,34 @@ function Elector:tick(on_started, on_stopped)
     end
     self.log("warn", "renewing the Lease failed: " .. why, fields)
     return math.min(self.retry_period, deadline - now)
+end
+
+-- Gives the Lease up on a clean shutdown, as client-go does with
+-- ReleaseOnCancel: an empty holder and a one-second duration let a standby
+-- take over at its next retry instead of waiting for the Lease to expire.
+-- Returns true when released (or not held), false and why otherwise.
+function Elector:release()
+    self.released = true
+    if not self.leading then return true end
+    self.leading = false
+    local res = resources.lease
+    local lease, err = self.kube:get(self.cluster, res, self.namespace, self.name)
+    if not lease then return false, "reading the Lease: " .. tostring(err) end
+    local spec = lease.spec or {}
+    if spec.holderIdentity ~= self.identity then return true end
+    local now = leader.microtime(self.now())
+    lease.spec = {
+        holderIdentity = "",
+        leaseDurationSeconds = 1,
+        acquireTime = now,
+        renewTime = now,
+        leaseTransitions = spec.leaseTransitions,
+    }
+    lease.metadata.managedFields = nil
+    local updated, uerr = self.kube:update(self.cluster, res, self.namespace, lease)
+    if not updated then return false, "releasing the Lease: " .. tostring(uerr) end
+    self.log("info", "released the Lease", { lease = self.namespace .. "/" .. self.name, identity = self.identity })
+    return true
 end
 
 -- Blocks (in a coroutine) until this process leads, then calls

@@ -183,14 +183,29 @@ function main.start()
             identity = cfg.identity or ("internal-services-" .. string.format("%.0f", host.now() * 1e6)),
             cluster = "internal",
         })
+        main.elector = elector
         main.elect(host, elector, start_watches, function(why)
             host.set_leader(false)
             host.shutdown(1, "leadership lost: " .. why)
         end)
     else
+        main.elector = nil
         start_watches()
     end
     return r
+end
+
+-- Called by the host on SIGTERM, as a task with a few seconds to finish:
+-- gives the Lease up so that a standby leads at once.
+function main.stop()
+    local host = require "host"
+    if not main.elector then return end
+    local ok, why = main.elector:release()
+    if ok then
+        host.set_leader(false)
+    else
+        host.log("warn", "could not release the Lease", { error = tostring(why) })
+    end
 end
 
 return main

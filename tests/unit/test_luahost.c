@@ -584,6 +584,39 @@ static void start_fails(const char *module, const char *want1, const char *want2
     env_close(&e);
 }
 
+/* ---- graceful shutdown ---- */
+
+static void test_shutdown(void) {
+    env_t e;
+    if (env_open(&e, "luahost_test.stopping", 0, 0) != 0) return;
+    is_lua_t *h = &e.h;
+    env_run(&e, 5000, NULL);
+    /* stop() yields on a host call; the loop runs until it returns. */
+    CHECK_INT(is_lua_shutdown(h, 2000), IS_OK);
+    CHECK_STR(eval(h, "R.stopped"), "true");
+    env_close(&e);
+
+    /* A stop() that outlives the timeout is abandoned with IS_ELIMIT. */
+    if (env_open(&e, "luahost_test.stopping", 0, 0) != 0) return;
+    h = &e.h;
+    CHECK_STR(eval(h, "(function() STOP_SECONDS = 30 return true end)()"), "true");
+    env_run(&e, 5000, NULL);
+    is_loop_update_time(&e.loop);
+    uint64_t t0 = is_loop_now(&e.loop);
+    CHECK_INT(is_lua_shutdown(h, 300), IS_ELIMIT);
+    is_loop_update_time(&e.loop);
+    CHECK(is_loop_now(&e.loop) - t0 >= 300);
+    CHECK(is_loop_now(&e.loop) - t0 < 5000);
+    CHECK_STR(eval(h, "R.stopped"), "false");
+    env_close(&e);
+
+    /* A main module without stop() has nothing to run. */
+    if (env_open(&e, "luahost_test.tasks", 0, 0) != 0) return;
+    env_run(&e, 5000, NULL);
+    CHECK_INT(is_lua_shutdown(&e.h, 100), IS_OK);
+    env_close(&e);
+}
+
 static void test_start_failures(void) {
     start_fails("luahost_test.missing", "loading luahost_test.missing",
                 "module 'luahost_test.missing' not found", NULL);
@@ -604,6 +637,7 @@ int main(void) {
     RUN(test_sandbox);
     RUN(test_read_scripts);
     RUN(test_kube);
+    RUN(test_shutdown);
     RUN(test_start_failures);
     CHECK_INT(is_alloc_used(), start);
     curl_global_cleanup();

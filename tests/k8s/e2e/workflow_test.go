@@ -437,5 +437,24 @@ func TestLeaderElection(t *testing.T) {
 	if v := metric(p2, "internal_services_reconciles_total{queue=\"requests\"}"); v < 1 {
 		t.Errorf("the new leader reports %v reconciles", v)
 	}
+
+	// Stopped with SIGTERM, a leader gives the Lease up: a standby leads
+	// within its 2 s retry, long before the 15 s Lease would expire.
+	p3 := freePort(t)
+	third := e.startController("leader-3", args(p3)...)
+	time.Sleep(3 * time.Second)
+	if v := metric(p3, "internal_services_leader"); v != 0 {
+		t.Fatalf("a standby leads while the leader runs (leader gauge %v)", v)
+	}
+	stopped := time.Now()
 	second.stop(t)
+	if code := second.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("the leader exited with %d after SIGTERM", code)
+	}
+	mustContain(t, "leader log", second.log(), "released the Lease")
+	waitMetric(t, p3, "internal_services_leader", 1, 8*time.Second)
+	t.Logf("the standby led %v after the leader got SIGTERM", time.Since(stopped).Round(100*time.Millisecond))
+	e.create(request{ns: "tenant-a", name: "led-3", refParams: clusterRef("sign-release")})
+	e.waitRequest("tenant-a", "led-3", "success", 60*time.Second, hasCondition("True", "Succeeded"), third)
+	third.stop(t)
 }

@@ -31,6 +31,7 @@ typedef struct is_lua_opts_s {
     const char *identity;       /* this process, for leader election */
     double deadline_grace;      /* host.config.deadline_grace, seconds */
     double default_timeout;     /* host.config.default_timeout, seconds */
+    int max_concurrent_reconciles; /* host.config.max_concurrent_reconciles */
 } is_lua_opts_t;
 
 struct is_lua_s {

@@ -102,6 +102,13 @@ describe("main", function()
         package.loaded.host = nil
     end)
 
+    it("caps concurrent reconciles as configured, 50 by default", function()
+        start()
+        assert.equal(50, h.queues.requests.max_active)
+        start({ max_concurrent_reconciles = 4 })
+        assert.equal(4, h.queues.requests.max_active)
+    end)
+
     it("declares the queue and the three informers", function()
         start()
         assert.is_function(h.queues.requests.reconcile)

@@ -1054,6 +1054,8 @@ static int init_state(lua_State *L) {
     lua_setfield(L, -2, "deadline_grace");
     lua_pushnumber(L, o->default_timeout);
     lua_setfield(L, -2, "default_timeout");
+    lua_pushinteger(L, o->max_concurrent_reconciles > 0 ? o->max_concurrent_reconciles : 50);
+    lua_setfield(L, -2, "max_concurrent_reconciles");
     lua_setfield(L, -2, "config");
     lua_pop(L, 1);
     return 0;

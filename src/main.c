@@ -45,6 +45,7 @@ typedef struct options_s {
     long lua_instruction_budget;
     double deadline_grace;
     double default_timeout;
+    int max_concurrent_reconciles;
     int log_level;
 } options_t;
 
@@ -69,6 +70,7 @@ static const char usage[] =
     "  --lua-instruction-budget N          instructions per reconcile (default 50000000)\n"
     "  --deadline-grace SECONDS            grace after a request's pipeline timeout (default 60)\n"
     "  --default-timeout SECONDS           pipeline timeout when a request sets none (default 3600)\n"
+    "  --max-concurrent-reconciles N       requests reconciled at the same time (default 50)\n"
     "  --log-level LEVEL                   debug, info, warn or error (default info)\n"
     "  --help                              show this help\n"
     "  --version                           show the version\n"
@@ -103,7 +105,7 @@ static int parse_number(const char *s, double min, double *out) {
 static int parse_options(int argc, char **argv, options_t *o, int *code) {
     enum { O_KUBECONFIG = 1, O_CONTEXT, O_REMOTE, O_REMOTE_CONTEXT, O_METRICS, O_HEALTH, O_LEADER,
            O_LEADER_ID, O_LUA_DIR, O_POLICY_DIR, O_LUA_MEM, O_LUA_BUDGET, O_GRACE, O_TIMEOUT,
-           O_LOG_LEVEL, O_HELP, O_VERSION };
+           O_LOG_LEVEL, O_MAX_RECONCILES, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         { "kubeconfig", required_argument, NULL, O_KUBECONFIG },
         { "context", required_argument, NULL, O_CONTEXT },
@@ -120,14 +122,15 @@ static int parse_options(int argc, char **argv, options_t *o, int *code) {
         { "deadline-grace", required_argument, NULL, O_GRACE },
         { "default-timeout", required_argument, NULL, O_TIMEOUT },
         { "log-level", required_argument, NULL, O_LOG_LEVEL },
+        { "max-concurrent-reconciles", required_argument, NULL, O_MAX_RECONCILES },
         { "help", no_argument, NULL, O_HELP },
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 },
     };
     double n;
-    int c;
+    int c, idx = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", longopts, &idx)) != -1) {
         switch (c) {
         case O_KUBECONFIG: o->kubeconfig = optarg; break;
         case O_CONTEXT: o->context = optarg; break;
@@ -155,6 +158,10 @@ static int parse_options(int argc, char **argv, options_t *o, int *code) {
             break;
         case O_TIMEOUT:
             if (parse_number(optarg, 1, &o->default_timeout) != IS_OK) goto bad_value;
+            break;
+        case O_MAX_RECONCILES:
+            if (parse_number(optarg, 1, &n) != IS_OK || n > 100000 || n != (int)n) goto bad_value;
+            o->max_concurrent_reconciles = (int)n;
             break;
         case O_LOG_LEVEL:
             if ((o->log_level = is_log_parse_level(optarg)) < 0) goto bad_value;
@@ -189,8 +196,8 @@ static int parse_options(int argc, char **argv, options_t *o, int *code) {
     }
     return 0;
 bad_value:
-    fprintf(stderr, "internal-services: invalid value \"%s\" for %s (see --help)\n", optarg,
-            argv[optind - 1]);
+    fprintf(stderr, "internal-services: invalid value \"%s\" for --%s (see --help)\n", optarg,
+            longopts[idx].name);
     *code = 2;
     return 1;
 }
@@ -255,7 +262,8 @@ int main(int argc, char **argv) {
         .metrics_addr = ":8080", .health_addr = ":8081",
         .leader_election_id = "internal-services-leader",
         .lua_dir = IS_DEFAULT_LUA_DIR, .policy_dir = IS_DEFAULT_POLICY_DIR,
-        .deadline_grace = 60, .default_timeout = 3600, .log_level = IS_LOG_INFO,
+        .deadline_grace = 60, .default_timeout = 3600, .max_concurrent_reconciles = 50,
+        .log_level = IS_LOG_INFO,
     };
     int code = 0;
     if (!o.kubeconfig) o.kubeconfig = getenv("KUBECONFIG");
@@ -285,6 +293,7 @@ int main(int argc, char **argv) {
         .instruction_budget = o.lua_instruction_budget, .namespace = ns,
         .leader_elect = o.leader_elect, .leader_election_id = o.leader_election_id,
         .identity = identity, .deadline_grace = o.deadline_grace, .default_timeout = o.default_timeout,
+        .max_concurrent_reconciles = o.max_concurrent_reconciles,
     };
     int rc = is_lua_init(&app->lua, &app->loop, &lo, err, sizeof err);
     if (rc != IS_OK) {

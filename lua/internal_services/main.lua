@@ -161,6 +161,7 @@ function main.start()
 
     host.queue({
         name = main.QUEUE,
+        max_active = positive(cfg.max_concurrent_reconciles, 50),
         reconcile = function(key)
             -- Before the config and PipelineRun caches are filled, a
             -- request would look unconfigured (rejected) or orphaned.

@@ -1,0 +1,49 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The command line: bad input ends in one clear line on stderr and a
+// non-zero exit, before anything connects anywhere.
+func TestCommandLine(t *testing.T) {
+	bin := filepath.Join(buildDir(t), "internal-services")
+	notYAML := filepath.Join(t.TempDir(), "broken.kubeconfig")
+	if err := os.WriteFile(notYAML, []byte("clusters: [\n  - name: a\n    cluster: {server: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--version"}, 0, "internal-services "},
+		{[]string{"--help"}, 0, "--remote-cluster-config-file PATH"},
+		{[]string{"--bogus"}, 2, "unknown option --bogus"},
+		{[]string{"--log-level"}, 2, "--log-level needs a value"},
+		{[]string{"--log-level", "loud", "--remote-cluster-config-file", "x"}, 2, `invalid value "loud" for --log-level`},
+		{[]string{"--lua-memory-limit=12Q", "--remote-cluster-config-file", "x"}, 2, `invalid value "12Q" for --lua-memory-limit`},
+		{[]string{"--max-concurrent-reconciles", "0", "--remote-cluster-config-file", "x"}, 2, `invalid value "0" for --max-concurrent-reconciles`},
+		{[]string{"--kubeconfig", "/nonexistent"}, 2, "--remote-cluster-config-file is required"},
+		{[]string{"--kubeconfig", "/nonexistent", "--remote-cluster-config-file", "x"}, 1,
+			"internal cluster: kubeconfig /nonexistent: cannot read: No such file or directory"},
+		{[]string{"--kubeconfig", notYAML, "--remote-cluster-config-file", "x"}, 1, "internal cluster: kubeconfig " + notYAML + ": line"},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(bin, append([]string{"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, c.args...)...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG=")
+		out, _ := cmd.CombinedOutput()
+		code := cmd.ProcessState.ExitCode()
+		text := string(out)
+		if code != c.code || !strings.Contains(text, c.want) {
+			t.Errorf("%v: exit %d, output %q; want exit %d and %q", c.args, code, text, c.code, c.want)
+		}
+		if c.code != 0 && strings.Count(strings.TrimSpace(text), "\n") != 0 {
+			t.Errorf("%v: want one line on stderr, got %q", c.args, text)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 
 	"internal-services/tests/k8s/bed"
@@ -460,29 +461,48 @@ func newPRRecorder(t *testing.T, c dynamic.Interface) *prRecorder {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	// List, then watch from the list's resourceVersion, so that a run
-	// created and deleted between two watches is still seen.
-	list, err := c.Resource(prGVR).Namespace(controllerNS).List(ctx, metav1.ListOptions{LabelSelector: uidLabel})
+	// created and deleted between two watches is still seen; list again
+	// when the watch cannot resume (410 after an API server restart).
+	relist := func() (string, error) {
+		list, err := c.Resource(prGVR).Namespace(controllerNS).List(ctx, metav1.ListOptions{LabelSelector: uidLabel})
+		if err != nil {
+			return "", err
+		}
+		for i := range list.Items {
+			r.record(&list.Items[i])
+		}
+		return list.GetResourceVersion(), nil
+	}
+	rv, err := relist()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range list.Items {
-		r.record(&list.Items[i])
-	}
-	rv := list.GetResourceVersion()
 	go func() {
 		for ctx.Err() == nil {
+			if rv == "" {
+				if rv, err = relist(); err != nil {
+					time.Sleep(200 * time.Millisecond)
+					continue
+				}
+			}
 			w, err := c.Resource(prGVR).Namespace(controllerNS).Watch(ctx, metav1.ListOptions{
 				LabelSelector: uidLabel, ResourceVersion: rv, AllowWatchBookmarks: true})
 			if err != nil {
+				rv = ""
 				time.Sleep(200 * time.Millisecond)
 				continue
 			}
 			for ev := range w.ResultChan() {
+				if ev.Type == watch.Error {
+					rv = ""
+					break
+				}
 				if obj, ok := ev.Object.(*unstructured.Unstructured); ok {
 					r.record(obj)
 					rv = obj.GetResourceVersion()
 				}
 			}
+			w.Stop()
 		}
 	}()
 	return r

@@ -302,6 +302,25 @@ func TestWorkflow(t *testing.T) {
 		e.waitRequest("tenant-a", "still-allowed", "success", wait, hasCondition("True", "Succeeded"), ctrl)
 	})
 
+	t.Run("the internal cluster unreachable for a while: logged, then served", func(t *testing.T) {
+		e.t = t
+		if err := e.internal.StopAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		e.create(request{ns: "tenant-a", name: "outage-1", refParams: clusterRef("sign-release")})
+		time.Sleep(4 * time.Second)
+		if st, _, _ := condition(e.get("tenant-a", "outage-1")); st == "False" {
+			t.Fatalf("a request was failed because the internal cluster was briefly away")
+		}
+		if err := e.internal.StartAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		e.waitRequest("tenant-a", "outage-1", "success", 90*time.Second, hasCondition("True", "Succeeded"), ctrl)
+		log := ctrl.log()
+		mustContain(t, "controller log", log, `"msg":"list/watch failed"`)
+		mustContain(t, "controller log", log, `"cluster":"internal"`)
+	})
+
 	ctrl.stop(t)
 	e.t = t
 

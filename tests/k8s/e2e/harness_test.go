@@ -221,6 +221,7 @@ func (e *env) startDriver() {
 	}
 	cmd := exec.Command(drv, "--kubeconfig", e.internal.AdminKubeconfig, "--namespace", controllerNS)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = dieWithTest()
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -255,6 +256,7 @@ func (e *env) startController(name string, extra ...string) *controller {
 	cmd := exec.Command(filepath.Join(buildDir(e.t), "internal-services"), args...)
 	cmd.Env = append(os.Environ(), "SERVICE_NAMESPACE="+controllerNS)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = dieWithTest()
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -541,4 +543,10 @@ func mustContain(t *testing.T, what, text, sub string) {
 	if !strings.Contains(text, sub) {
 		t.Errorf("%s: %q does not contain %q", what, text, sub)
 	}
+}
+
+// dieWithTest makes a child process end with the test binary, also when
+// that is killed and no cleanup runs (a go test timeout, SIGKILL).
+func dieWithTest() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

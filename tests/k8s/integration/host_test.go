@@ -80,6 +80,8 @@ func startWatcher(t *testing.T, kubeconfig string, args ...string) *watcher {
 		"--resource", irGVR.Resource, "--backoff-max-ms", "2000"}
 	w := &watcher{cmd: exec.Command(bin, append(base, args...)...)}
 	w.cmd.Stderr = &w.stderr
+	// Ends with the test binary even when no cleanup runs.
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := w.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

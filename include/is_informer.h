@@ -61,7 +61,6 @@ struct is_informer_s {
     int page_size__, watch_timeout_s__;
     uint64_t backoff_base_ms__, backoff_max_ms__;
     is_map_t cache__;            /* key -> is_informer_obj_t* */
-    is_map_t relist__;           /* keys seen during a relist */
     char *rv__;                  /* last resourceVersion seen */
     int state__;
     int synced__;

@@ -65,7 +65,6 @@ int is_informer_init(is_informer_t *inf, const is_informer_opts_t *o,
     inf->backoff_base_ms__ = o->backoff_base_ms ? o->backoff_base_ms : 800;
     inf->backoff_max_ms__ = o->backoff_max_ms ? o->backoff_max_ms : 30000;
     is_map_init(&inf->cache__);
-    is_map_init(&inf->relist__);
     is_framer_init(&inf->framer__, 0);
     is_timer_init(o->cluster->loop, &inf->retry__, on_retry, inf);
     is_timer_init(o->cluster->loop, &inf->resync__, on_resync, inf);
@@ -325,13 +324,10 @@ static void start_watch(is_informer_t *inf) {
 
 /* --- list -------------------------------------------------------------- */
 
-typedef struct replace_ctx_s {
-    is_informer_t *inf;
-    int rc;
-} replace_ctx_t;
-
 static int replace_items(is_informer_t *inf, const char *body, size_t len) {
     is_json_t doc;
+    is_map_t listed; /* keys in this list */
+    is_map_init(&listed);
     int rc = is_json_parse(&doc, body, len, NULL);
     if (rc != IS_OK) goto out;
     int items = is_json_get(&doc, 0, "items");
@@ -341,15 +337,13 @@ static int replace_items(is_informer_t *inf, const char *body, size_t len) {
 
     /* Every listed object is an add or an update; every cached object that
      * is not listed was deleted while we were not watching. */
-    is_map_free(&inf->relist__, NULL);
-    is_map_init(&inf->relist__);
     int t = items + 1;
     for (int i = 0; i < doc.toks[items].size; i++, t = doc.toks[t].next) {
         size_t olen;
         const char *obj = is_json_raw(&doc, t, &olen);
         char *key, *rv;
         if ((rc = object_identity(&doc, t, &key, &rv)) != IS_OK) goto out;
-        rc = is_map_set(&inf->relist__, key, NULL, NULL);
+        rc = is_map_set(&listed, key, NULL, NULL);
         if (rc == IS_OK) rc = apply_upsert(inf, key, obj, olen, rv);
         is_free(key);
         is_free(rv);
@@ -359,7 +353,7 @@ static int replace_items(is_informer_t *inf, const char *body, size_t len) {
     const char *key;
     void *value;
     while (is_map_next(&inf->cache__, &iter, &key, &value)) {
-        if (is_map_has(&inf->relist__, key)) continue;
+        if (is_map_has(&listed, key)) continue;
         /* is_map_del of the current key is allowed during iteration, but
          * the handler may look at the cache, so copy the key first. */
         char *k = is_strdup(key);
@@ -372,8 +366,7 @@ static int replace_items(is_informer_t *inf, const char *body, size_t len) {
     rc = set_rv(inf, rv);
     is_free(rv);
 out:
-    is_map_free(&inf->relist__, NULL);
-    is_map_init(&inf->relist__);
+    is_map_free(&listed, NULL);
     is_json_free(&doc);
     return rc;
 }
@@ -454,7 +447,6 @@ void is_informer_stop(is_informer_t *inf) {
 void is_informer_close(is_informer_t *inf) {
     if (inf->cluster__) is_informer_stop(inf);
     is_map_free(&inf->cache__, obj_free);
-    is_map_free(&inf->relist__, NULL);
     is_framer_free(&inf->framer__);
     is_free(inf->name__);
     is_free(inf->group__);

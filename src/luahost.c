@@ -533,6 +533,18 @@ static const char *opt_field(lua_State *L, int idx, const char *name) {
     return s;
 }
 
+/* The resource named by a host.kube or host.watch table (group, version,
+ * resource, cluster_scoped); raises when version or resource is missing. */
+static is_kres_t check_resource(lua_State *L, int idx, const char *fn) {
+    is_kres_t r = { opt_field(L, idx, "group"), opt_field(L, idx, "version"),
+                    opt_field(L, idx, "resource"), 1 };
+    if (!r.version || !r.plural) luaL_error(L, "%s: version and resource are required", fn);
+    lua_getfield(L, idx, "cluster_scoped");
+    r.namespaced = !lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
 static int l_kube(lua_State *L) {
     is_lua_t *h = host_of(L);
     const char *cluster_name = luaL_checkstring(L, 1);
@@ -544,12 +556,7 @@ static int l_kube(lua_State *L) {
     is_cluster_t *c = is_map_get(&h->clusters, cluster_name);
     if (!c) return luaL_error(L, "host.kube: unknown cluster %s", cluster_name);
 
-    is_kres_t r = { opt_field(L, 3, "group"), opt_field(L, 3, "version"),
-                    opt_field(L, 3, "resource"), 1 };
-    if (!r.version || !r.plural) return luaL_error(L, "host.kube: version and resource are required");
-    lua_getfield(L, 3, "cluster_scoped");
-    r.namespaced = !lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    is_kres_t r = check_resource(L, 3, "host.kube");
     is_kapi_opts_t o = {
         .namespace = opt_field(L, 3, "namespace"),
         .name = opt_field(L, 3, "name"),
@@ -790,21 +797,15 @@ static int l_watch(lua_State *L) {
     if (!c) return luaL_error(L, "host.watch: unknown cluster %s", cluster_name);
     lua_getfield(L, 1, "on_event");
     if (!lua_isfunction(L, -1)) return luaL_error(L, "host.watch: on_event must be a function");
-    lua_getfield(L, 1, "cluster_scoped");
-    int cluster_scoped = lua_toboolean(L, -1);
-    lua_pop(L, 1);
     is_informer_opts_t o = {
         .name = name, .cluster = c,
-        .resource = { opt_field(L, 1, "group"), opt_field(L, 1, "version"),
-                      opt_field(L, 1, "resource"), !cluster_scoped },
+        .resource = check_resource(L, 1, "host.watch"),
         .namespace = opt_field(L, 1, "namespace"),
         .label_selector = opt_field(L, 1, "label_selector"),
         .field_selector = opt_field(L, 1, "field_selector"),
         .resync_ms = (uint64_t)(num_field(L, 1, "resync", 0) * 1000.0),
         .page_size = (int)num_field(L, 1, "page_size", 500),
     };
-    if (!o.resource.version || !o.resource.plural)
-        return luaL_error(L, "host.watch: version and resource are required");
     static const is_informer_handlers_t handlers = { inf_add, inf_update, inf_delete, inf_synced,
                                                      inf_error };
     lh_informer_t *li = is_calloc(1, sizeof *li);

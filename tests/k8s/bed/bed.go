@@ -37,6 +37,7 @@ type Cluster struct {
 	CACert               string
 	AdminKubeconfig      string // CN=admin, O=system:masters
 	RestrictedKubeconfig string // CN=restricted, O=restricted, bound to nothing
+	AuditLog             string // the API server's audit log, JSON lines at Metadata level
 	Namespace            string // created at start
 	StartDuration        time.Duration
 
@@ -174,6 +175,7 @@ func (c *Cluster) start() error {
 	c.CACert = env["CA_CERT"]
 	c.AdminKubeconfig = env["ADMIN_KUBECONFIG"]
 	c.RestrictedKubeconfig = env["RESTRICTED_KUBECONFIG"]
+	c.AuditLog = env["AUDIT_LOG"]
 	c.Namespace = env["BED_NAMESPACE"]
 	if c.Dir == "" || c.APIServerURL == "" || c.AdminKubeconfig == "" {
 		return fmt.Errorf("bed: incomplete env for %s:\n%s", c.Name, out)

@@ -261,8 +261,8 @@ func (c *Cluster) Kubeconfig(user string, groups ...string) (string, error) {
 	return strings.TrimSpace(out), nil
 }
 
-// InstallCRDs applies deploy/crds/ and, with tekton, Tekton's Pipeline and
-// PipelineRun CRDs, and waits until they are established.
+// InstallCRDs applies deploy/crds/ and, with tekton, every Tekton CRD, and
+// waits until they are established.
 func (c *Cluster) InstallCRDs(tekton bool) error {
 	args := []string{}
 	if tekton {
@@ -272,10 +272,23 @@ func (c *Cluster) InstallCRDs(tekton bool) error {
 	return err
 }
 
+// StartTekton installs Tekton (CRDs, namespaces, ConfigMaps, RBAC) and
+// starts its controller and resolvers, which stop with the cluster.
+func (c *Cluster) StartTekton() error {
+	_, err := c.script("start-tekton")
+	return err
+}
+
+// StopTekton stops Tekton's controller and resolvers only.
+func (c *Cluster) StopTekton() error {
+	_, err := c.script("stop-tekton")
+	return err
+}
+
 // PIDs are the processes the cluster runs now, by role.
 func (c *Cluster) PIDs() map[string]int {
 	pids := map[string]int{}
-	for _, role := range []string{"etcd", "apiserver", "watchdog"} {
+	for _, role := range []string{"etcd", "apiserver", "watchdog", "tekton-controller", "tekton-resolvers"} {
 		b, err := os.ReadFile(filepath.Join(c.Dir, role+".pid"))
 		if err != nil {
 			continue
@@ -362,4 +375,49 @@ func unregister(c *Cluster) {
 	liveMu.Lock()
 	delete(live, c)
 	liveMu.Unlock()
+}
+
+var (
+	driverOnce sync.Once
+	driverPath string
+	driverErr  error
+)
+
+// StartKubeletDriver plays the kubelet for the Pods in namespace of c (all
+// namespaces when empty) until the test ends; its log goes to logPath. The
+// driver is built once per test process.
+func StartKubeletDriver(t testing.TB, c *Cluster, namespace, logPath string) {
+	t.Helper()
+	driverOnce.Do(func() {
+		root, err := RepoRoot()
+		if err != nil {
+			driverErr = err
+			return
+		}
+		driverPath = filepath.Join(root, ".cache", "bin", "kubelet-driver")
+		build := exec.Command("go", "build", "-o", driverPath, "./cmd/kubelet-driver")
+		build.Dir = filepath.Join(root, "tests", "k8s")
+		if out, err := build.CombinedOutput(); err != nil {
+			driverErr = fmt.Errorf("building kubelet-driver: %v\n%s", err, out)
+		}
+	})
+	if driverErr != nil {
+		t.Fatal(driverErr)
+	}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(driverPath, "--kubeconfig", c.AdminKubeconfig, "--namespace", namespace)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Ends with the test binary even when no cleanup runs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logf.Close()
+	})
 }

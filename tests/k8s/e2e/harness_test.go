@@ -1,7 +1,8 @@
 // Package e2e runs the controller end to end on the two-cluster test bed:
-// InternalRequests on `remote`, PipelineRuns on `internal`, the controller
-// with its own RBAC-restricted identities on both, and tekton-driver in
-// Tekton's place.
+// InternalRequests on `remote`, PipelineRuns on `internal` run by real
+// Tekton (its controller and resolvers), the controller with its own
+// RBAC-restricted identities on both, and kubelet-driver playing the
+// kubelet for the Pods Tekton creates.
 package e2e
 
 import (
@@ -107,7 +108,7 @@ func setup(t *testing.T) *env {
 	if err := e.remote.InstallCRDs(false); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.internal.InstallCRDs(true); err != nil {
+	if err := e.internal.StartTekton(); err != nil {
 		t.Fatal(err)
 	}
 	var err error
@@ -181,55 +182,97 @@ spec:
 `, controllerNS, list, debug))
 }
 
+// pipeline defines a Pipeline in the controller's namespace whose one Task
+// runs one step, played by kubelet-driver: outcome "succeed", "fail" (the
+// step exits 1) or "hang" (it never ends); duration is how long the step
+// runs; results is a JSON list of {"name","value"}, each value a string, a
+// list or an object, which may use $(params.component). Tekton substitutes
+// the params, carries the step's results to the Task's and the Pipeline's
+// results, with the types the values have.
 func (e *env) pipeline(name, outcome, duration, results string) {
 	e.t.Helper()
-	ann := fmt.Sprintf("    test.internal-services/outcome: %s\n    test.internal-services/duration: %s\n", outcome, duration)
+	var declared []struct {
+		Name  string          `json:"name"`
+		Value json.RawMessage `json:"value"`
+	}
 	if results != "" {
-		ann += fmt.Sprintf("    test.internal-services/results: '%s'\n", results)
+		if err := json.Unmarshal([]byte(results), &declared); err != nil {
+			e.t.Fatalf("pipeline %s: bad results %s: %v", name, results, err)
+		}
 	}
-	e.apply(e.internal, fmt.Sprintf(`apiVersion: tekton.dev/v1
-kind: Pipeline
-metadata:
-  name: %s
-  namespace: %s
-  annotations:
-%sspec:
-  params:
-  - name: component
-    type: string
-    default: none
-  tasks:
-  - name: work
-    taskSpec:
-      steps:
-      - name: work
-        image: registry.example.com/busybox
-        script: "true"
-`, name, controllerNS, ann))
-}
-
-func (e *env) startDriver() {
-	drv := filepath.Join(e.root, ".cache", "bin", "tekton-driver")
-	build := exec.Command("go", "build", "-o", drv, "./cmd/tekton-driver")
-	build.Dir = filepath.Join(e.root, "tests", "k8s")
-	if out, err := build.CombinedOutput(); err != nil {
-		e.t.Fatalf("building tekton-driver: %v\n%s", err, out)
+	env := []map[string]string{{"name": "BED_STEP_DURATION", "value": duration}}
+	switch outcome {
+	case "fail":
+		env = append(env, map[string]string{"name": "BED_STEP_EXIT_CODE", "value": "1"})
+	case "hang":
+		env = append(env, map[string]string{"name": "BED_STEP_HANG", "value": "true"})
 	}
-	logf, err := os.Create(filepath.Join(e.logDir, "tekton-driver.log"))
+	stepResults := map[string]json.RawMessage{}
+	var taskResults, pipelineResults []map[string]any
+	for _, r := range declared {
+		stepResults[r.Name] = r.Value
+		tr := map[string]any{"name": r.Name}
+		pr := map[string]any{"name": r.Name, "value": "$(tasks.work.results." + r.Name + ")"}
+		switch r.Value[0] {
+		case '[':
+			tr["type"], pr["type"] = "array", "array"
+			pr["value"] = "$(tasks.work.results." + r.Name + "[*])"
+		case '{':
+			var obj map[string]any
+			_ = json.Unmarshal(r.Value, &obj)
+			props := map[string]any{}
+			for k := range obj {
+				props[k] = map[string]string{"type": "string"}
+			}
+			tr["type"], pr["type"], tr["properties"] = "object", "object", props
+			pr["value"] = "$(tasks.work.results." + r.Name + "[*])"
+		}
+		taskResults = append(taskResults, tr)
+		pipelineResults = append(pipelineResults, pr)
+	}
+	if len(stepResults) > 0 {
+		b, _ := json.Marshal(stepResults)
+		env = append(env, map[string]string{"name": "BED_STEP_RESULTS", "value": string(b)})
+	}
+	obj := map[string]any{
+		"apiVersion": "tekton.dev/v1", "kind": "Pipeline",
+		"metadata": map[string]any{"name": name, "namespace": controllerNS},
+		"spec": map[string]any{
+			"params":  []any{map[string]any{"name": "component", "type": "string", "default": "none"}},
+			"results": pipelineResults,
+			"tasks": []any{map[string]any{
+				"name":   "work",
+				"params": []any{map[string]any{"name": "component", "value": "$(params.component)"}},
+				"taskSpec": map[string]any{
+					"params":  []any{map[string]any{"name": "component"}},
+					"results": taskResults,
+					"steps": []any{map[string]any{
+						"name": "work", "image": "registry.invalid/busybox", "script": "true", "env": env,
+						"securityContext": restrictedSecurityContext,
+					}},
+				},
+			}},
+		},
+	}
+	b, err := json.Marshal(obj)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command(drv, "--kubeconfig", e.internal.AdminKubeconfig, "--namespace", controllerNS)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = dieWithTest()
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		logf.Close()
-	})
+	e.apply(e.internal, string(b))
+}
+
+// restrictedSecurityContext is what Pod Security "restricted", which the
+// controller's namespace enforces, asks of every step.
+var restrictedSecurityContext = map[string]any{
+	"allowPrivilegeEscalation": false,
+	"capabilities":             map[string]any{"drop": []string{"ALL"}},
+	"runAsNonRoot":             true,
+	"runAsUser":                65532,
+	"seccompProfile":           map[string]string{"type": "RuntimeDefault"},
+}
+
+func (e *env) startDriver() {
+	bed.StartKubeletDriver(e.t, e.internal, controllerNS, filepath.Join(e.logDir, "kubelet-driver.log"))
 }
 
 // controller is one running internal-services process.

@@ -103,7 +103,8 @@ func TestWorkflow(t *testing.T) {
 			labels["pipelines.appstudio.openshift.io/type"] != "release" {
 			t.Errorf("labels: %v", labels)
 		}
-		if v, _, _ := unstructured.NestedString(pr, "spec", "timeouts", "pipeline"); v != "1h" {
+		// Tekton writes its defaults back in its own spelling ("1h0m0s").
+		if v, _, _ := unstructured.NestedString(pr, "spec", "timeouts", "pipeline"); v != "1h" && v != "1h0m0s" {
 			t.Errorf("timeouts.pipeline = %q", v)
 		}
 		ws, _, _ := unstructured.NestedSlice(pr, "spec", "workspaces")
@@ -171,16 +172,17 @@ func TestWorkflow(t *testing.T) {
 		}
 	})
 
-	t.Run("a git request with an allowed URL runs", func(t *testing.T) {
+	// The bed has no network: Tekton's git resolver really tries the clone,
+	// and its error reaches the request.
+	t.Run("a git request with an allowed URL goes to Tekton's git resolver", func(t *testing.T) {
 		e.t = t
 		e.create(request{ns: "tenant-a", name: "git-2", resolver: "git", refParams: map[string]string{
 			"url": "https://git.example.com/release/pipelines.git", "revision": "main", "pathInRepo": "pipelines/sign-release.yaml"},
 			params: map[string]string{"component": "api"}})
-		obj := e.waitRequest("tenant-a", "git-2", "success", wait, hasCondition("True", "Succeeded"), ctrl)
-		results, _, _ := unstructured.NestedStringMap(obj.Object, "status", "results")
-		if results["signature"] != "signed:api" {
-			t.Errorf("results: %v", results)
-		}
+		obj := e.waitRequest("tenant-a", "git-2", "failure", wait, hasCondition("False", "Failed"), ctrl)
+		_, _, msg := condition(obj)
+		mustContain(t, "failure message", msg, "git clone error")
+		mustContain(t, "failure message", msg, "https://git.example.com/release/pipelines.git")
 	})
 
 	t.Run("a config edit applies at once", func(t *testing.T) {
@@ -257,8 +259,29 @@ func TestWorkflow(t *testing.T) {
 		}
 	})
 
-	t.Run("controller-side deadline cancels a run that overstays", func(t *testing.T) {
+	t.Run("a pipeline timeout set by the request is enforced by Tekton", func(t *testing.T) {
 		e.t = t
+		ir := e.create(request{ns: "tenant-a", name: "timeout-1", refParams: clusterRef("never-ends"),
+			timeouts: map[string]string{"pipeline": "3s"}})
+		obj := e.waitRequest("tenant-a", "timeout-1", "failure", wait, hasCondition("False", "Failed"), ctrl)
+		_, _, msg := condition(obj)
+		mustContain(t, "timeout message", msg, "PipelineRunTimeout")
+		mustContain(t, "timeout message", msg, `failed to finish within "3s"`)
+		e.waitNoPipelineRun(string(ir.GetUID()), wait)
+	})
+
+	// The backstop for a run Tekton lost track of: with Tekton's controller
+	// away, the deadline (timeout plus grace) cancels and fails the request.
+	t.Run("controller-side deadline cancels a run Tekton does not end", func(t *testing.T) {
+		e.t = t
+		if err := e.internal.StopTekton(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := e.internal.StartTekton(); err != nil {
+				t.Fatal(err)
+			}
+		}()
 		ir := e.create(request{ns: "tenant-a", name: "deadline-1", refParams: clusterRef("never-ends"),
 			timeouts: map[string]string{"pipeline": "3s"}})
 		obj := e.waitRequest("tenant-a", "deadline-1", "failure", wait, hasCondition("False", "Failed"), ctrl)

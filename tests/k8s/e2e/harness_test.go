@@ -183,6 +183,12 @@ spec:
 
 func (e *env) pipeline(name, outcome, duration, results string) {
 	e.t.Helper()
+	e.pipelineIn(controllerNS, name, outcome, duration, results)
+}
+
+// pipelineIn defines the Pipeline in namespace ns of the internal cluster.
+func (e *env) pipelineIn(ns, name, outcome, duration, results string) {
+	e.t.Helper()
 	ann := fmt.Sprintf("    test.internal-services/outcome: %s\n    test.internal-services/duration: %s\n", outcome, duration)
 	if results != "" {
 		ann += fmt.Sprintf("    test.internal-services/results: '%s'\n", results)
@@ -205,7 +211,7 @@ metadata:
       - name: work
         image: registry.example.com/busybox
         script: "true"
-`, name, controllerNS, ann))
+`, name, ns, ann))
 }
 
 func (e *env) startDriver() {

@@ -84,14 +84,39 @@ describe("conditions.get and is_finished", function()
         assert.is_nil(conditions.get({}))
     end)
 
-    it("is finished for True and for False with any reason", function()
+    local function with(status, reason)
+        return { status = { conditions = { { type = "Succeeded", status = status, reason = reason } } } }
+    end
+
+    it("is finished only with reason Succeeded, Failed or Rejected", function()
         assert.is_true(conditions.is_finished(fixtures.load("requests/succeeded.json")))
-        for _, reason in ipairs { "Failed", "Rejected", "Anything" } do
-            local obj = { status = { conditions = { { type = "Succeeded", status = "False", reason = reason } } } }
-            assert.is_true(conditions.is_finished(obj), reason)
+        for _, reason in ipairs { "Failed", "Rejected" } do
+            assert.is_true(conditions.is_finished(with("False", reason)), reason)
         end
+        assert.is_false(conditions.is_finished(with("False", "Anything")))
+        assert.is_false(conditions.is_finished(with("Unknown", "Failed")))
         assert.is_false(conditions.is_finished(fixtures.load("requests/running.json")))
         assert.is_false(conditions.is_finished(fixtures.load("requests/basic.json")))
+    end)
+
+    it("is not finished for the existing Go controller's False/Running", function()
+        local legacy = fixtures.load("requests/legacy-running.json")
+        assert.are.equal("False", conditions.get(legacy).status)
+        assert.is_false(conditions.is_finished(legacy))
+        assert.is_true(conditions.is_running(legacy))
+    end)
+
+    it("is running for reason Running only", function()
+        assert.is_true(conditions.is_running(fixtures.load("requests/running.json")))
+        assert.is_false(conditions.is_running(fixtures.load("requests/succeeded.json")))
+        assert.is_false(conditions.is_running(fixtures.load("requests/basic.json")))
+    end)
+
+    it("counts a running request as finished once a later outcome is written", function()
+        local request = fixtures.load("requests/legacy-running.json")
+        request.status = conditions.failed(request, "boom", T1)
+        assert.is_true(conditions.is_finished(request))
+        assert.are.equal("2026-11-23T10:05:00Z", request.status.completionTime)
     end)
 end)
 

@@ -117,8 +117,10 @@ describe("main", function()
         assert.same({ "internal", NS, "internalservicesconfigs", "metadata.name=config" },
             { c.cluster, c.namespace, c.resource, c.field_selector })
         local p = h.watches.pipelineruns
-        assert.same({ "internal", NS, "tekton.dev", "v1", "pipelineruns", resources.labels.uid },
-            { p.cluster, p.namespace, p.group, p.version, p.resource, p.label_selector })
+        -- No label selector: the previous controller's runs have no uid label.
+        assert.same({ "internal", NS, "tekton.dev", "v1", "pipelineruns" },
+            { p.cluster, p.namespace, p.group, p.version, p.resource })
+        assert.is_nil(p.label_selector)
         local r = h.watches.requests
         assert.same({ "remote", "appstudio.redhat.com", "internalrequests", 300 },
             { r.cluster, r.group, r.resource, r.resync })
@@ -162,6 +164,17 @@ describe("main", function()
         pr.metadata.labels = nil
         h.watches.pipelineruns.on_event("ADDED", "x/y", cjson.encode(pr))
         assert.same({ "requests:tenant-a/basic" }, h.enqueued)
+    end)
+
+    it("maps the previous controller's PipelineRuns by labels, else by owner annotation", function()
+        start()
+        local pr = fixtures.load("pipelineruns/legacy-running.json")
+        h.watches.pipelineruns.on_event("ADDED", "x/y", cjson.encode(pr))
+        pr.metadata.labels = nil
+        h.watches.pipelineruns.on_event("MODIFIED", "x/y", cjson.encode(pr), cjson.encode(pr))
+        pr.metadata.annotations["operator-sdk/primary-resource-type"] = "Release.appstudio.redhat.com"
+        h.watches.pipelineruns.on_event("MODIFIED", "x/y", cjson.encode(pr), cjson.encode(pr))
+        assert.same({ "requests:tenant-a/legacy-running", "requests:tenant-a/legacy-running" }, h.enqueued)
     end)
 
     it("looks at every unfinished request again when the config changes", function()

@@ -112,3 +112,31 @@ describe("names.is_dns_label", function()
         end
     end)
 end)
+
+describe("names.is_label_value and is_label_key", function()
+    it("accepts label values Kubernetes accepts", function()
+        for _, ok in ipairs { "", "a", "Release_Bot-1.2", string.rep("a", 63) } do
+            assert.is_true(names.is_label_value(ok), ok)
+        end
+    end)
+
+    it("rejects other values", function()
+        for _, bad in ipairs { "-a", "a.", "a b", "a/b", string.rep("a", 64), 3, true } do
+            assert.is_false(names.is_label_value(bad), tostring(bad))
+        end
+    end)
+
+    it("accepts keys with and without a prefix", function()
+        for _, ok in ipairs { "team", "internal-services.appstudio.openshift.io/pipelinerun-uid",
+            "app.kubernetes.io/part-of", "a/B_c" } do
+            assert.is_true(names.is_label_key(ok), ok)
+        end
+    end)
+
+    it("rejects malformed keys", function()
+        for _, bad in ipairs { "", "/a", "a/", "Upper.Case/x", "a/b/c", "bad key", string.rep("a", 64),
+            string.rep("a", 254) .. "/x", 1 } do
+            assert.is_false(names.is_label_key(bad), tostring(bad))
+        end
+    end)
+end)

@@ -79,11 +79,45 @@ describe("pipelinerun.build", function()
             assert.are.equal("ops", param(pr.spec.pipelineRef.params, "namespace"))
         end)
 
-        it("adds it even when the request has no resolver params", function()
+        it("adds kind and namespace even when the request has no resolver params", function()
             local request = fixtures.load("requests/basic.json")
             request.spec.pipeline.pipelineRef.params = nil
             local pr = pipelinerun.build(request, nil, "ops")
-            assert.same({ { name = "namespace", value = "ops" } }, pr.spec.pipelineRef.params)
+            assert.same({ { name = "kind", value = "pipeline" }, { name = "namespace", value = "ops" } },
+                pr.spec.pipelineRef.params)
+        end)
+
+        it("always sends kind=pipeline, which Tekton's resolver would default to task", function()
+            local request = fixtures.load("requests/basic.json")
+            request.spec.pipeline.pipelineRef.params = { { name = "name", value = "push-artifacts" } }
+            local pr = pipelinerun.build(request, nil, "ops")
+            assert.same({ { name = "name", value = "push-artifacts" }, { name = "kind", value = "pipeline" },
+                { name = "namespace", value = "ops" } }, pr.spec.pipelineRef.params)
+        end)
+
+        it("refuses a request for another kind, naming the param", function()
+            local request = fixtures.load("requests/basic.json")
+            request.spec.pipeline.pipelineRef.params = {
+                { name = "name", value = "push-artifacts" }, { name = "kind", value = "task" } }
+            local pr, err = pipelinerun.build(request, nil, "ops")
+            assert.is_nil(pr)
+            assert.are.equal('spec.pipeline.pipelineRef.params[1].value is "task": '
+                .. 'the cluster resolver only runs Pipelines here (kind "pipeline")', err)
+        end)
+
+        it("uses the request's namespace name only when the config opts in", function()
+            local request = fixtures.load("requests/cluster-other-namespace.json")
+            local config = fixtures.load("configs/default.json")
+            config.spec.clusterResolverNamespace = "RequestNamespace"
+            local pr = pipelinerun.build(request, config, "ops")
+            assert.are.equal("tenant-a", param(pr.spec.pipelineRef.params, "namespace"))
+            config.spec.clusterResolverNamespace = "Controller"
+            pr = pipelinerun.build(request, config, "ops")
+            assert.are.equal("ops", param(pr.spec.pipelineRef.params, "namespace"))
+            -- Anything else keeps the stricter default.
+            config.spec.clusterResolverNamespace = "requestnamespace"
+            pr = pipelinerun.build(request, config, "ops")
+            assert.are.equal("ops", param(pr.spec.pipelineRef.params, "namespace"))
         end)
 
         it("does not touch other resolvers' namespace params", function()
@@ -103,8 +137,41 @@ describe("pipelinerun.build", function()
             assert.are.equal("tenant-b", labels[resources.labels.namespace])
             assert.are.equal(request.metadata.uid, labels[resources.labels.uid])
             assert.are.equal("release", labels[resources.labels.type])
-            assert.is_nil(labels["internal-services.appstudio.openshift.io/extra"])
             assert.are.equal("rel-7", labels["release.appstudio.openshift.io/name"])
+        end)
+
+        it("copies the request's other labels in the controller's domain", function()
+            local request = fixtures.load("requests/git.json")
+            request.metadata.labels["internal-services.appstudio.openshift.io/pipelinerun-uid"] = "0f1e2d3c"
+            request.metadata.labels["internal-services.appstudio.openshift.io/pipeline-name"] = "push-to-registry"
+            local labels = pipelinerun.build(request, nil, NAMESPACE).metadata.labels
+            assert.are.equal("x", labels["internal-services.appstudio.openshift.io/extra"])
+            assert.are.equal("0f1e2d3c", labels["internal-services.appstudio.openshift.io/pipelinerun-uid"])
+            assert.are.equal("push-to-registry", labels["internal-services.appstudio.openshift.io/pipeline-name"])
+        end)
+
+        it("leaves off a label invalid on a PipelineRun, with a log line", function()
+            local request = fixtures.load("requests/git.json")
+            request.metadata.labels["bad key!"] = "v"
+            request.metadata.labels["team"] = string.rep("a", 64)
+            request.metadata.labels["count"] = 3
+            local logs = {}
+            local pr = pipelinerun.build(request, nil, NAMESPACE, function(level, msg, fields)
+                logs[#logs + 1] = { level = level, msg = msg, fields = fields }
+            end)
+            assert.is_nil(pr.metadata.labels["bad key!"])
+            assert.is_nil(pr.metadata.labels["team"])
+            assert.is_nil(pr.metadata.labels["count"])
+            assert.are.equal("rel-7", pr.metadata.labels["release.appstudio.openshift.io/name"])
+            assert.are.equal(3, #logs)
+            local seen = {}
+            for _, l in ipairs(logs) do
+                assert.are.equal("warn", l.level)
+                assert.are.equal("request label is not valid on a PipelineRun; left off", l.msg)
+                assert.are.equal("tenant-b/push-to-registry", l.fields.request)
+                seen[l.fields.label] = l.fields.value
+            end
+            assert.same({ ["bad key!"] = "v", team = string.rep("a", 64), count = "number" }, seen)
         end)
 
         it("are only the system labels when the request has none", function()
@@ -122,6 +189,13 @@ describe("pipelinerun.build", function()
         assert.are.equal("tenant-b/push-to-registry", pr.metadata.annotations[resources.annotations.request])
         assert.are.equal("9d8e7f60-5a4b-4c3d-8e2f-1a0b9c8d7e6f",
             pr.metadata.annotations[resources.annotations.remote_uid])
+    end)
+
+    it("writes the operator-sdk owner annotations the existing controller writes", function()
+        local pr = pipelinerun.build(fixtures.load("requests/git.json"), nil, NAMESPACE)
+        assert.are.equal("tenant-b/push-to-registry", pr.metadata.annotations["operator-sdk/primary-resource"])
+        assert.are.equal("InternalRequest.appstudio.redhat.com",
+            pr.metadata.annotations["operator-sdk/primary-resource-type"])
     end)
 
     it("sorts params by name", function()

@@ -492,13 +492,53 @@ describe("reconciler", function()
             assert.is_false(has_finalizer(w:request(key)))
         end)
 
-        it("uses the default timeout when the request sets none", function()
+        it("uses Tekton's default timeout when the PipelineRun records none", function()
             local key = w:add_request("requests/basic.json")
             w:reconcile(key)
             w.clock = w.clock + 3600 + 60
             w:reconcile(key)
             assert.matches("did not finish within 1h0m0s (+1m0s grace); cancelled",
                 condition(w:request(key)).message, 1, true)
+        end)
+
+        it("follows the timeout Tekton's webhook wrote on the PipelineRun, never cutting it short", function()
+            local key = w:add_request("requests/basic.json")
+            w:reconcile(key)
+            local ref = ref_of(w, key)
+            local pr = w:pipelinerun(ref)
+            pr.spec.timeouts = { pipeline = "3h" }
+            w.api:put("internal", resources.pipeline_run, pr)
+            w.clock = w.clock + 3600 + 61
+            assert.same({ requeue_after = 300 }, w:reconcile(key))
+            assert.same({ "Unknown", "Running" }, { condition(w:request(key)).status, condition(w:request(key)).reason })
+            w.clock = w.clock + 2 * 3600
+            w:reconcile(key)
+            assert.matches("did not finish within 3h (+1m0s grace); cancelled", condition(w:request(key)).message, 1, true)
+        end)
+
+        it("counts from the PipelineRun's own start, as Tekton does", function()
+            local key = w:add_request("requests/basic.json")
+            w:reconcile(key)
+            local ref = ref_of(w, key)
+            local pr = w:pipelinerun(ref)
+            pr.spec.timeouts = { pipeline = "10m" }
+            -- Tekton started it five minutes after the request was accepted.
+            pr.status = { startTime = "2026-11-23T10:05:00Z" }
+            w.api:put("internal", resources.pipeline_run, pr)
+            w.clock = w.clock + 600 + 60
+            assert.same({ requeue_after = 300 }, w:reconcile(key))
+            w.clock = w.clock + 300
+            w:reconcile(key)
+            assert.same({ "False", "Failed" }, { condition(w:request(key)).status, condition(w:request(key)).reason })
+        end)
+
+        it("has none for a zero timeout", function()
+            local request = fixtures.load("requests/basic.json")
+            request.spec.timeouts = { pipeline = "0" }
+            local key = w:add_request(request)
+            w:reconcile(key)
+            w.clock = w.clock + 100 * 3600
+            assert.same({ requeue_after = 300 }, w:reconcile(key))
         end)
     end)
 

@@ -119,3 +119,33 @@ describe("tekton.encode_stable on strings", function()
         assert.same(value, cjson.decode(text))
     end)
 end)
+
+describe("tekton.child_taskruns", function()
+    it("lists the TaskRun children in order, leaving other kinds out", function()
+        local pr = { status = { childReferences = {
+            { kind = "TaskRun", name = "a" }, { kind = "CustomRun", name = "b" }, { kind = "TaskRun", name = "c" },
+            { kind = "TaskRun" } } } }
+        assert.same({ "a", "c" }, tekton.child_taskruns(pr))
+        assert.same({}, tekton.child_taskruns({}))
+        assert.same({ "ir-basic-c4738711a560c96c-collect" },
+            tekton.child_taskruns(fixtures.load("pipelineruns/failed.json")))
+    end)
+end)
+
+describe("tekton.timeout", function()
+    it("reads spec.timeouts.pipeline and the start Tekton counts from", function()
+        local seconds, text, since = tekton.timeout(fixtures.load("pipelineruns/failed.json"), 3600)
+        assert.equal(3600, seconds)
+        assert.equal("1h0m0s", text)
+        assert.equal(1795428001, since)
+    end)
+
+    it("falls back to the default and the creation time", function()
+        local seconds, text, since = tekton.timeout({ metadata = { creationTimestamp = "2026-11-23T10:00:00Z" },
+            spec = { timeouts = { tasks = "5m" } } }, 7200)
+        assert.same({ 7200, "2h0m0s", 1795428000 }, { seconds, text, since })
+        seconds, text, since = tekton.timeout({ spec = { timeouts = { pipeline = "not a duration" } } }, 60)
+        assert.same({ 60, "1m0s" }, { seconds, text })
+        assert.is_nil(since)
+    end)
+end)

@@ -78,10 +78,26 @@ function conditions.get(obj)
     return (find(type(status) == "table" and status.conditions or nil))
 end
 
--- True once the request has an outcome: succeeded, failed or rejected.
+local FINAL = {
+    [conditions.reasons.succeeded] = true,
+    [conditions.reasons.failed] = true,
+    [conditions.reasons.rejected] = true,
+}
+
+-- True once the request has an outcome: reason Succeeded, Failed or
+-- Rejected, which is what clients of the API test. The status alone does
+-- not tell: the existing Go controller writes a running request as
+-- False/Running.
 function conditions.is_finished(obj)
     local condition = conditions.get(obj)
-    return condition ~= nil and (condition.status == "True" or condition.status == "False")
+    return condition ~= nil and FINAL[condition.reason] == true and condition.status ~= "Unknown"
+end
+
+-- True when the request says it runs (reason Running), whichever status
+-- the controller that wrote it used for that.
+function conditions.is_running(obj)
+    local condition = conditions.get(obj)
+    return condition ~= nil and condition.reason == conditions.reasons.running
 end
 
 local function new_status(request)

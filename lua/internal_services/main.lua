@@ -90,10 +90,14 @@ function main.watch(host, r, namespace)
         end,
     })
     local pr = resources.pipeline_run
+    -- Every PipelineRun of the controller's namespace, not only those with
+    -- our request-uid label: the previous controller's runs carry just the
+    -- request's name labels, or only its owner annotation, and requests it
+    -- left running are followed to their end.
     host.watch({
         name = "pipelineruns", cluster = "internal",
         group = pr.group, version = pr.version, resource = pr.resource,
-        namespace = namespace, label_selector = resources.labels.uid,
+        namespace = namespace,
         on_event = function(kind, _, obj)
             if kind == "SYNCED" then return end
             local key = r:pipelinerun_event(decode(obj))

@@ -75,4 +75,31 @@ function names.is_dns_label(text)
         or text:match("^[a-z0-9][-a-z0-9]*[a-z0-9]$") ~= nil
 end
 
+-- A label value: empty, or at most 63 characters of [A-Za-z0-9._-]
+-- starting and ending with a letter or digit.
+function names.is_label_value(text)
+    if type(text) ~= "string" or #text > 63 then return false end
+    if text == "" then return true end
+    return text:match("^[%w]$") ~= nil or text:match("^[%w][%w._-]*[%w]$") ~= nil
+end
+
+-- A DNS-1123 subdomain: dot-separated DNS labels, at most 253 characters.
+local function is_dns_subdomain(text)
+    if #text < 1 or #text > 253 then return false end
+    for part in (text .. "."):gmatch("(.-)%.") do
+        if not names.is_dns_label(part) then return false end
+    end
+    return true
+end
+
+-- A label key: an optional DNS subdomain prefix and "/", then a name of
+-- at most 63 characters with the same alphabet as a value (not empty).
+function names.is_label_key(text)
+    if type(text) ~= "string" then return false end
+    local prefix, name = text:match("^(.*)/(.*)$")
+    if prefix and not is_dns_subdomain(prefix) then return false end
+    name = name or text
+    return name ~= "" and names.is_label_value(name)
+end
+
 return names

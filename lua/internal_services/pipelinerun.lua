@@ -89,7 +89,33 @@ local function merge(into, key, value, path)
     return true
 end
 
-local function pipeline_ref(spec, namespace)
+pipelinerun.resolver_namespace_modes = { Controller = true, RequestNamespace = true }
+
+-- The namespace the cluster resolver reads Pipelines from. By default the
+-- controller's own: only Pipelines installed there may run. A config with
+-- spec.clusterResolverNamespace "RequestNamespace" uses the namespace on
+-- the internal cluster named like the request's own, as the existing Go
+-- controller does; weaker, since whoever may create a namespace of that
+-- name on the internal cluster decides what runs.
+function pipelinerun.resolver_namespace(config, request, namespace)
+    local spec = type(config) == "table" and type(config.spec) == "table" and config.spec or {}
+    if spec.clusterResolverNamespace == "RequestNamespace" then return request.metadata.namespace end
+    return namespace
+end
+
+-- Sets param name to value in params, in place where it is given, else
+-- appended.
+local function set_param(params, name, value)
+    for _, param in ipairs(params) do
+        if param.name == name then
+            param.value = value
+            return
+        end
+    end
+    params[#params + 1] = { name = name, value = value }
+end
+
+local function pipeline_ref(spec, resolver_namespace)
     local pipeline = spec.pipeline
     if not present(pipeline) then return nil, "spec.pipeline is missing" end
     if type(pipeline) ~= "table" then return nil, "spec.pipeline must be an object" end
@@ -106,17 +132,19 @@ local function pipeline_ref(spec, namespace)
     local params, err = string_params(ref.params, "spec.pipeline.pipelineRef.params")
     if not params then return nil, err end
     if resolver == "cluster" then
-        -- The cluster resolver reads Pipelines from any namespace it can
-        -- see; a request must only ever run Pipelines installed in the
-        -- controller's own namespace.
-        local forced = false
-        for _, param in ipairs(params) do
-            if param.name == "namespace" then
-                param.value = namespace
-                forced = true
+        -- Tekton's cluster resolver defaults kind to "task"; a request only
+        -- ever runs a Pipeline, so kind is always sent, and any other kind
+        -- asked for is refused rather than silently replaced.
+        for i, param in ipairs(params) do
+            if param.name == "kind" and param.value ~= "pipeline" then
+                return nil, string.format("%s.value is %q: the cluster resolver only runs Pipelines here "
+                    .. "(kind \"pipeline\")", at("spec.pipeline.pipelineRef.params", i), param.value)
             end
         end
-        if not forced then params[#params + 1] = { name = "namespace", value = namespace } end
+        set_param(params, "kind", "pipeline")
+        -- The cluster resolver reads Pipelines from any namespace it can
+        -- see; the request does not choose which.
+        set_param(params, "namespace", resolver_namespace)
     end
     local out = { resolver = resolver }
     if #params > 0 then out.params = params end
@@ -231,16 +259,26 @@ local function service_account(spec)
     return merged.sa and merged.sa.value or false
 end
 
-local function labels(request)
+-- Every request label is copied (the release tooling keys PipelineRuns on
+-- them), except the system labels, which always carry the request's own
+-- identity so that a request cannot pose as another. A label that is not
+-- valid on a PipelineRun is skipped and reported through warn.
+local function labels(request, warn)
     local meta = request.metadata
     local out = {}
     if is_object(meta.labels) then
-        for key, value in pairs(meta.labels) do
-            -- Keys in the controller's own domain are for it alone: a request
-            -- must not be able to pose as another request.
-            local reserved = key:sub(1, #resources.prefix) == resources.prefix
-                or key == resources.labels.type
-            if not reserved and type(value) == "string" then out[key] = value end
+        local keys = {}
+        for key in pairs(meta.labels) do keys[#keys + 1] = key end
+        table.sort(keys)
+        for _, key in ipairs(keys) do
+            local value = meta.labels[key]
+            if not resources.system_labels[key] then
+                if names.is_label_key(key) and names.is_label_value(value) then
+                    out[key] = value
+                else
+                    warn(key, value)
+                end
+            end
         end
     end
     out[resources.labels.name] = meta.name
@@ -286,8 +324,9 @@ end
 
 -- The PipelineRun for request, to be created in the controller's namespace
 -- with config (an InternalServicesConfig, or nil for the defaults); or nil
--- and a sentence naming the malformed field.
-function pipelinerun.build(request, config, namespace)
+-- and a sentence naming the malformed field. log (optional, host.log's
+-- signature) hears of request labels left off the PipelineRun.
+function pipelinerun.build(request, config, namespace, log)
     assert(type(namespace) == "string" and namespace ~= "", "pipelinerun.build: namespace required")
     local ok, err = check_metadata(request)
     if not ok then return nil, err end
@@ -296,7 +335,7 @@ function pipelinerun.build(request, config, namespace)
     if type(spec) ~= "table" then return nil, "spec must be an object" end
 
     local ref, params, limits, account
-    ref, err = pipeline_ref(spec, namespace)
+    ref, err = pipeline_ref(spec, pipelinerun.resolver_namespace(config, request, namespace))
     if not ref then return nil, err end
     params, err = pipeline_params(spec)
     if not params then return nil, err end
@@ -317,10 +356,19 @@ function pipelinerun.build(request, config, namespace)
         metadata = {
             name = names.pipelinerun(request),
             namespace = namespace,
-            labels = labels(request),
+            labels = labels(request, function(key, value)
+                if log then
+                    log("warn", "request label is not valid on a PipelineRun; left off", {
+                        request = meta.namespace .. "/" .. meta.name, label = tostring(key),
+                        value = type(value) == "string" and value or json_type(value),
+                    })
+                end
+            end),
             annotations = {
                 [resources.annotations.request] = meta.namespace .. "/" .. meta.name,
                 [resources.annotations.remote_uid] = meta.uid,
+                [resources.annotations.primary_resource] = meta.namespace .. "/" .. meta.name,
+                [resources.annotations.primary_resource_type] = resources.primary_resource_type,
             },
         },
         spec = run_spec,

@@ -11,6 +11,13 @@
 --   status.pipelineRun set follow the PipelineRun to its end, or to the deadline
 --   new                    policies -> template -> finalizer -> create -> Running
 --
+-- Requests in flight from the Go controller this one replaces are followed
+-- the same way: it writes Running as False/Running (finished means reason
+-- Succeeded, Failed or Rejected, never just False) and names its runs by
+-- generateName, so its PipelineRun is found by status.pipelineRun or, when
+-- it crashed before writing that, by its name/namespace labels or owner
+-- annotation (ownership.lua), adopted, and cleaned up like our own.
+--
 -- One PipelineRun per request, whatever crashes: its name is derived from
 -- the request's namespace, name and uid, so a second create after a lost
 -- answer or a restart gets AlreadyExists and adopts the first.
@@ -25,14 +32,17 @@ local conditions = require "internal_services.conditions"
 local duration = require "internal_services.duration"
 local kube = require "internal_services.kube"
 local names = require "internal_services.names"
+local ownership = require "internal_services.ownership"
 local pipelinerun = require "internal_services.pipelinerun"
 local resources = require "internal_services.resources"
 local tekton = require "internal_services.tekton"
+local timestamps = require "internal_services.timestamps"
 
 local reconciler = {}
 
 local REQUEST = resources.internal_request
 local PIPELINE_RUN = resources.pipeline_run
+local TASK_RUN = resources.task_run
 local FINALIZER = resources.finalizer
 
 local R = {}
@@ -90,41 +100,24 @@ local function named_pipelinerun(request)
     return nil
 end
 
-local function finalizer_index(obj)
+-- Positions (1-based, ascending) of the request's finalizers in the
+-- controller's domain: ours, and the previous controller's.
+local function own_finalizers(obj)
+    local out = {}
     local list = obj.metadata.finalizers
-    if type(list) ~= "table" then return nil end
+    if type(list) ~= "table" then return out end
     for i, value in ipairs(list) do
-        if value == FINALIZER then return i end
+        if resources.is_own_finalizer(value) then out[#out + 1] = i end
     end
-    return nil
+    return out
 end
 
--- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
--- days_from_civil), so parsing does not depend on the local time zone.
-local function days_from_civil(y, m, d)
-    if m <= 2 then y = y - 1 end
-    local era = (y >= 0 and y or y - 399) // 400
-    local yoe = y - era * 400
-    local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
+local function finalizer_index(obj)
+    return own_finalizers(obj)[1]
 end
 
 -- Epoch seconds of an RFC 3339 timestamp, or nil.
-function reconciler.parse_time(text)
-    if type(text) ~= "string" then return nil end
-    local y, mo, d, h, mi, s, frac, zone = text:match(
-        "^(%d%d%d%d)-(%d%d)-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(%.?%d*)(.*)$")
-    if not y then return nil end
-    local t = days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
-        + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
-    if #frac > 1 then t = t + tonumber("0" .. frac) end
-    if zone == "Z" or zone == "z" then return t end
-    local sign, zh, zm = zone:match("^([+-])(%d%d):(%d%d)$")
-    if not sign then return nil end
-    local offset = tonumber(zh) * 3600 + tonumber(zm) * 60
-    return sign == "+" and t - offset or t + offset
-end
+reconciler.parse_time = timestamps.parse
 
 -- Entry point ----------------------------------------------------------
 
@@ -153,13 +146,10 @@ function R:request_changed(old, new)
     return present(nm.deletionTimestamp) and not present(om.deletionTimestamp)
 end
 
--- The request key ("ns/name") a PipelineRun belongs to, from its labels.
+-- The request key ("ns/name") a PipelineRun belongs to, from its labels
+-- or (the previous controller's runs) its owner annotation.
 function R:pipelinerun_event(pr)
-    local labels = type(pr) == "table" and type(pr.metadata) == "table" and pr.metadata.labels
-    if type(labels) ~= "table" then return nil end
-    local ns, name = labels[resources.labels.namespace], labels[resources.labels.name]
-    if type(ns) ~= "string" or ns == "" or type(name) ~= "string" or name == "" then return nil end
-    return ns .. "/" .. name
+    return ownership.request_key(pr)
 end
 
 -- Reading state ----------------------------------------------------------
@@ -197,16 +187,34 @@ function R:pipelinerun_ref(request)
     return named_pipelinerun(request) or self.namespace .. "/" .. names.pipelinerun(request)
 end
 
--- The request's PipelineRun if it exists and carries the request's uid;
--- a same-named PipelineRun of anyone else is never touched.
+-- The previous controller's PipelineRun of a request whose status names
+-- none: from the cache, else (unless cached_only) listed by its labels.
+function R:legacy_pipelinerun(request, cached_only)
+    local pr = ownership.legacy_of(request, self.cache.list("pipelineruns", self.namespace))
+    if pr or cached_only then return pr end
+    local list, err = self.kube:list(self.internal, PIPELINE_RUN, self.namespace,
+        { label_selector = ownership.selector(request) })
+    if not list then raise("listing the PipelineRuns of InternalRequest " .. key_of(request), err) end
+    return ownership.legacy_of(request, type(list.items) == "table" and list.items or {})
+end
+
+-- The request's PipelineRun if it exists and belongs to it (ownership.lua);
+-- a same-named PipelineRun of anyone else is never touched. Without
+-- status.pipelineRun, a request that holds a finalizer or says it runs
+-- may have a run of the previous controller, looked up by its labels.
 function R:owned_pipelinerun(request, cached_only)
     local ref = self:pipelinerun_ref(request)
     local pr = self:read_pipelinerun(ref, cached_only)
-    if pr and owner_uid(pr) ~= request.metadata.uid then
+    if pr and not ownership.belongs(request, pr) then
         self.log("warn", "PipelineRun does not belong to the request; leaving it alone", {
             pipelinerun = ref, request = key_of(request), owner = tostring(owner_uid(pr)),
         })
         return nil, ref
+    end
+    if not pr and not named_pipelinerun(request)
+        and (finalizer_index(request) or conditions.is_running(request)) then
+        local legacy = self:legacy_pipelinerun(request, cached_only)
+        if legacy then return legacy, tekton.ref(legacy) end
     end
     return pr, ref
 end
@@ -227,13 +235,11 @@ end
 -- read and the patch, rebuilt from it, is tried once more.
 function R:patch_finalizers(request, build, doing)
     for attempt = 1, 2 do
-        local op = build(request)
-        if not op then return request end
+        local edits = build(request)
+        if not edits then return request end
         local meta = request.metadata
-        local ops = {
-            { op = "test", path = "/metadata/resourceVersion", value = meta.resourceVersion },
-            op,
-        }
+        local ops = { { op = "test", path = "/metadata/resourceVersion", value = meta.resourceVersion } }
+        for _, op in ipairs(edits) do ops[#ops + 1] = op end
         local updated, err = self.kube:patch(self.remote, REQUEST, meta.namespace, meta.name, ops, "json")
         if updated then return updated end
         if err.reason == "NotFound" then return nil end
@@ -254,17 +260,23 @@ function R:ensure_finalizer(request)
         if finalizer_index(current) then return nil end
         local list = current.metadata.finalizers
         if type(list) == "table" and #list > 0 then
-            return { op = "add", path = "/metadata/finalizers/-", value = FINALIZER }
+            return { { op = "add", path = "/metadata/finalizers/-", value = FINALIZER } }
         end
-        return { op = "add", path = "/metadata/finalizers", value = kube.array { FINALIZER } }
+        return { { op = "add", path = "/metadata/finalizers", value = kube.array { FINALIZER } } }
     end, "adding the finalizer to")
 end
 
+-- Removes every finalizer in the controller's domain, the previous
+-- controller's too (highest position first, so each index holds).
 function R:remove_finalizer(request)
     return self:patch_finalizers(request, function(current)
-        local i = finalizer_index(current)
-        if not i then return nil end
-        return { op = "remove", path = "/metadata/finalizers/" .. (i - 1) }
+        local positions = own_finalizers(current)
+        if #positions == 0 then return nil end
+        local ops = {}
+        for i = #positions, 1, -1 do
+            ops[#ops + 1] = { op = "remove", path = "/metadata/finalizers/" .. (positions[i] - 1) }
+        end
+        return ops
     end, "removing the finalizer from")
 end
 
@@ -351,11 +363,12 @@ function R:start(request)
     local ns = self.namespace
     local ref = ns .. "/" .. names.pipelinerun(request)
     -- The finalizer is added just before the create, so a request that
-    -- carries it without status.pipelineRun may have a PipelineRun from an
-    -- attempt cut short before its status was written. That run was
-    -- already allowed; adopt it rather than judging (or starting) again.
-    if finalizer_index(request) then
-        local existing = self:read_pipelinerun(ref)
+    -- carries it (or says it runs) without status.pipelineRun may have a
+    -- PipelineRun from an attempt cut short before its status was written,
+    -- ours or the previous controller's. That run was already allowed;
+    -- adopt it rather than judging (or starting) again.
+    if finalizer_index(request) or conditions.is_running(request) then
+        local existing = self:owned_pipelinerun(request)
         if existing then return self:adopt(request, existing) end
     end
 
@@ -367,7 +380,7 @@ function R:start(request)
             "Warning", "Rejected", message)
     end
 
-    local pr, err = pipelinerun.build(request, config, ns)
+    local pr, err = pipelinerun.build(request, config, ns, self.log)
     if not pr then return self:fail(request, "InternalRequest " .. key_of(request) .. " is malformed: " .. err) end
 
     request = self:ensure_finalizer(request)
@@ -399,29 +412,42 @@ end
 -- request's own.
 function R:adopt(request, pr)
     local ref = tekton.ref(pr)
-    local uid = owner_uid(pr)
-    if uid ~= request.metadata.uid then
+    if not ownership.belongs(request, pr) then
         return self:fail(request, string.format(
             "PipelineRun %s already exists and belongs to another request (label %s is %q, this request's uid is %q)",
-            ref, resources.labels.uid, tostring(uid), request.metadata.uid))
+            ref, resources.labels.uid, tostring(owner_uid(pr)), request.metadata.uid))
     end
-    self.log("info", "adopting PipelineRun", { request = key_of(request), pipelinerun = ref })
-    return self:started(request, pr)
+    local legacy = ownership.is_legacy(pr)
+    self.log("info", legacy and "adopting the previous controller's PipelineRun" or "adopting PipelineRun",
+        { request = key_of(request), pipelinerun = ref })
+    return self:started(request, pr, legacy and "Adopted" or nil)
 end
 
-function R:started(request, pr)
+function R:started(request, pr, event_reason)
     local ref = tekton.ref(pr)
     request = self:write_status(request, conditions.running(request, ref, self.now()))
-    self.events:normal(request, "Started", "Started PipelineRun " .. ref)
+    if event_reason == "Adopted" then
+        self.events:normal(request, "Adopted", "Following PipelineRun " .. ref .. ", started by the previous controller")
+    else
+        self.events:normal(request, "Started", "Started PipelineRun " .. ref)
+    end
     return self:follow(request, pr)
 end
 
 -- A running request: finish it when its PipelineRun is done, else wait.
+-- One the previous controller wrote as False/Running is rewritten in this
+-- controller's form (Unknown/Running) once, while its run goes on.
 function R:follow(request, pr)
     local ref = request.status.pipelineRun
+    if ref:match("^([^/]+)/[^/]+$") ~= self.namespace then
+        return self:fail(request, string.format("status.pipelineRun %q is not a PipelineRun in the controller's "
+            .. "namespace %s; it is not followed", ref, self.namespace))
+    end
     pr = pr or self:read_pipelinerun(ref)
-    if not pr or owner_uid(pr) ~= request.metadata.uid then return self:vanished(request, ref) end
+    if not pr or not ownership.belongs(request, pr) then return self:vanished(request, ref) end
     if tekton.is_done(pr) then return self:complete(request, pr) end
+    local condition = conditions.get(request)
+    if condition and condition.status ~= "Unknown" then return self:started(request, pr, "Adopted") end
     return self:await(request, pr)
 end
 
@@ -458,6 +484,8 @@ function R:complete(request, pr)
         text = "PipelineRun " .. ref .. " failed"
             .. (reason ~= "" and " (" .. reason .. ")" or "")
             .. (message ~= "" and ": " .. message or "")
+        local why = self:failed_taskruns(pr)
+        if why ~= "" then text = text .. "; " .. why end
         status = conditions.failed(request, text, now)
         -- What a failed run did produce still helps whoever debugs it.
         if next(results) then status.results = results end
@@ -466,24 +494,51 @@ function R:complete(request, pr)
     return self:conclude(request, status, event_type, event_reason, text)
 end
 
+-- The longest a relayed TaskRun explanation may be: a condition message is
+-- capped at 32768 bytes, and the PipelineRun's own sentence comes first.
+reconciler.TASKRUN_MESSAGE_MAX = 4096
+
+-- What the failed TaskRuns of a failed PipelineRun say, "TaskRun name
+-- (reason): message; ...", or "": the PipelineRun's own message only
+-- counts tasks. A TaskRun that cannot be read is left out with a log line
+-- (it may already be gone); an unreachable cluster retries the key.
+function R:failed_taskruns(pr)
+    local parts = {}
+    for _, name in ipairs(tekton.child_taskruns(pr)) do
+        local tr, err = self.kube:get(self.internal, TASK_RUN, pr.metadata.namespace, name)
+        if tr then
+            local state, message, reason = tekton.state(tr)
+            if state == "failed" then
+                parts[#parts + 1] = "TaskRun " .. name .. (reason ~= "" and " (" .. reason .. ")" or "")
+                    .. (message ~= "" and ": " .. message or "")
+            end
+        elseif err.code == 0 or err.code >= 500 then
+            raise("reading TaskRun " .. pr.metadata.namespace .. "/" .. name, err)
+        else
+            self.log("warn", "could not read a TaskRun of a failed PipelineRun", {
+                pipelinerun = tekton.ref(pr), taskrun = name, error = tostring(err),
+            })
+        end
+    end
+    local text = table.concat(parts, "; ")
+    local max = reconciler.TASKRUN_MESSAGE_MAX
+    if #text > max then text = text:sub(1, max - 16) .. "... (truncated)" end
+    return text
+end
+
 -- Not done yet: wait for its next event, or cancel it once the deadline
--- (its pipeline timeout plus a grace period, from status.startTime) has
--- passed; Tekton enforces the timeout itself, this is the backstop for a
--- PipelineRun Tekton lost track of.
+-- has passed: the timeout Tekton applies to this PipelineRun (as its
+-- webhook defaulted spec.timeouts.pipeline), counted from the run's own
+-- start, plus a grace period. Tekton enforces the timeout itself; this is
+-- the backstop for a PipelineRun Tekton lost track of, and never cuts a
+-- run Tekton would let go on.
 function R:await(request, pr)
     local ref = tekton.ref(pr)
-    local spec_timeouts = type(pr.spec) == "table" and pr.spec.timeouts
-    local timeout_text = type(spec_timeouts) == "table" and spec_timeouts.pipeline or nil
-    local timeout = timeout_text and duration.parse(timeout_text)
-    if not timeout then
-        timeout = self.default_timeout
-        timeout_text = duration.format(timeout)
-    end
+    local timeout, timeout_text, since = tekton.timeout(pr, self.default_timeout)
     -- A zero timeout is Tekton's "no timeout".
     if timeout == 0 then return { requeue_after = self.resync } end
     local now = self.now()
-    local started = reconciler.parse_time(request.status.startTime)
-        or reconciler.parse_time(pr.metadata.creationTimestamp) or now
+    local started = since or reconciler.parse_time(request.status.startTime) or now
     local deadline = started + timeout + self.deadline_grace
     if now < deadline then
         return { requeue_after = math.max(1, math.min(deadline - now, self.resync)) }

@@ -16,6 +16,10 @@ resources.pipeline_run = {
     group = "tekton.dev", version = "v1", resource = "pipelineruns",
     kind = "PipelineRun",
 }
+resources.task_run = {
+    group = "tekton.dev", version = "v1", resource = "taskruns",
+    kind = "TaskRun",
+}
 resources.event = { group = "", version = "v1", resource = "events", kind = "Event" }
 resources.lease = {
     group = "coordination.k8s.io", version = "v1", resource = "leases",
@@ -37,9 +41,32 @@ resources.annotations = {
     -- "namespace/name" of the InternalRequest on the remote cluster.
     request = PREFIX .. "request",
     remote_uid = PREFIX .. "request-uid",
+    -- Written by operator-lib's owner annotations in the existing Go
+    -- controller, and read by tools keyed on them: "namespace/name" and
+    -- "Kind.group" of the request.
+    primary_resource = "operator-sdk/primary-resource",
+    primary_resource_type = "operator-sdk/primary-resource-type",
+}
+resources.primary_resource_type = "InternalRequest.appstudio.redhat.com"
+
+-- Labels a request cannot set on its PipelineRun: they tell which request
+-- the run belongs to, and what it is.
+resources.system_labels = {
+    [resources.labels.name] = true,
+    [resources.labels.namespace] = true,
+    [resources.labels.uid] = true,
+    [resources.labels.type] = true,
 }
 
 resources.finalizer = PREFIX .. "pipelinerun-cleanup"
+
+-- True for a finalizer this controller, or the controller it replaces,
+-- put on a request: any finalizer in the controller's own domain. Cleanup
+-- removes them all, so a request the previous controller held is never
+-- left undeletable.
+function resources.is_own_finalizer(value)
+    return type(value) == "string" and value:sub(1, #PREFIX) == PREFIX
+end
 
 -- The InternalServicesConfig the controller reads, in its own namespace.
 resources.config_name = "config"

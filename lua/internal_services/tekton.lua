@@ -2,6 +2,8 @@
 -- how to stop it.
 
 local cjson = require "cjson"
+local duration = require "internal_services.duration"
+local timestamps = require "internal_services.timestamps"
 
 local tekton = {}
 
@@ -74,14 +76,20 @@ local function encode_stable(value)
 end
 tekton.encode_stable = encode_stable
 
+-- pr[part][field] when both are tables, else nil.
+local function table_at(pr, part, field)
+    local outer = type(pr) == "table" and pr[part]
+    local inner = type(outer) == "table" and outer[field]
+    return type(inner) == "table" and inner or nil
+end
+
 -- The PipelineRun's results as name -> string. Tekton v1 result values are
 -- a string, an array of strings or an object of strings; the latter two are
 -- JSON-encoded so that no result is lost in the request's string map.
 function tekton.results(pr)
     local out = {}
-    local status = type(pr) == "table" and pr.status
-    local results = type(status) == "table" and status.results
-    if type(results) ~= "table" then return out end
+    local results = table_at(pr, "status", "results")
+    if not results then return out end
     for _, result in ipairs(results) do
         if type(result) == "table" and type(result.name) == "string" then
             local value = result.value
@@ -95,6 +103,38 @@ function tekton.results(pr)
         end
     end
     return out
+end
+
+-- Names of the TaskRuns the PipelineRun started (status.childReferences),
+-- in its order; other kinds of child (CustomRun) are left out.
+function tekton.child_taskruns(pr)
+    local out = {}
+    local refs = table_at(pr, "status", "childReferences")
+    if not refs then return out end
+    for _, ref in ipairs(refs) do
+        if type(ref) == "table" and ref.kind == "TaskRun" and type(ref.name) == "string" and ref.name ~= "" then
+            out[#out + 1] = ref.name
+        end
+    end
+    return out
+end
+
+-- The pipeline timeout Tekton applies to pr, in seconds (0 = none), and
+-- its text: spec.timeouts.pipeline as Tekton's webhook defaulted it, else
+-- default (Tekton's default-timeout-minutes, for a PipelineRun no webhook
+-- saw). Then the time Tekton counts it from: status.startTime, else the
+-- creation time (a run Tekton never picked up), else nil.
+function tekton.timeout(pr, default)
+    local timeouts = table_at(pr, "spec", "timeouts")
+    local text = timeouts and timeouts.pipeline or nil
+    local seconds = type(text) == "string" and duration.parse(text) or nil
+    if not seconds then
+        seconds, text = default, duration.format(default)
+    end
+    local status = type(pr) == "table" and type(pr.status) == "table" and pr.status or {}
+    local meta = type(pr) == "table" and type(pr.metadata) == "table" and pr.metadata or {}
+    local since = timestamps.parse(status.startTime) or timestamps.parse(meta.creationTimestamp)
+    return seconds, text, since
 end
 
 -- Merge-patch body that asks Tekton to cancel a PipelineRun (v1 spelling).

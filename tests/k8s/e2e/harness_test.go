@@ -191,6 +191,12 @@ spec:
 // results, with the types the values have.
 func (e *env) pipeline(name, outcome, duration, results string) {
 	e.t.Helper()
+	e.pipelineIn(controllerNS, name, outcome, duration, results)
+}
+
+// pipelineIn defines the Pipeline in namespace ns of the internal cluster.
+func (e *env) pipelineIn(ns, name, outcome, duration, results string) {
+	e.t.Helper()
 	var declared []struct {
 		Name  string          `json:"name"`
 		Value json.RawMessage `json:"value"`
@@ -236,7 +242,7 @@ func (e *env) pipeline(name, outcome, duration, results string) {
 	}
 	obj := map[string]any{
 		"apiVersion": "tekton.dev/v1", "kind": "Pipeline",
-		"metadata": map[string]any{"name": name, "namespace": controllerNS},
+		"metadata": map[string]any{"name": name, "namespace": ns},
 		"spec": map[string]any{
 			"params":  []any{map[string]any{"name": "component", "type": "string", "default": "none"}},
 			"results": pipelineResults,

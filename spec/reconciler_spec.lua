@@ -293,13 +293,15 @@ describe("reconciler", function()
     end)
 
     describe("deletion", function()
-        it("cancels and deletes a running PipelineRun, then releases the request", function()
+        it("cancels a running PipelineRun, deletes it once Tekton ended it, then releases the request", function()
             local key = w:add_request("requests/basic.json")
             w:reconcile(key)
             local ref = ref_of(w, key)
             w:delete_request(key)
             assert.is_string(w:request(key).metadata.deletionTimestamp)
-            assert.is_nil(w:reconcile(key))
+            local result = w:reconcile(key)
+            assert.is_table(result)
+            assert.is_true(result.requeue_after > 0)
             local cancels = 0
             for _, call in ipairs(w.api.calls) do
                 if call.verb == "patch" and call.req.resource == "pipelineruns" then
@@ -308,12 +310,33 @@ describe("reconciler", function()
                 end
             end
             assert.equal(1, cancels)
+            -- Tekton has not ended it yet: the run and the request stay.
+            assert.is_table(w:pipelinerun(ref))
+            assert.is_table(w:request(key))
+            -- A second look before Tekton answers asks nothing again.
+            w:reconcile(key)
+            assert.equal(1, w.api:count({ verb = "patch", resource = "pipelineruns" }))
+            w:finish_pipelinerun(ref, "False", "Cancelled", "PipelineRun cancelled")
+            assert.is_nil(w:reconcile(key))
             assert.is_nil(w:pipelinerun(ref))
             assert.is_nil(w:request(key))
             local cancelled = w:events_with("Cancelled")
             assert.equal(1, #cancelled)
             assert.equal("Warning", cancelled[1].type)
             assert.matches(ref, cancelled[1].message, 1, true)
+        end)
+
+        it("deletes a PipelineRun Tekton does not end within the grace period", function()
+            local key = w:add_request("requests/basic.json")
+            w:reconcile(key)
+            local ref = ref_of(w, key)
+            w:delete_request(key)
+            assert.is_table(w:reconcile(key))
+            w.clock = w.clock + 61
+            assert.is_nil(w:reconcile(key))
+            assert.is_nil(w:pipelinerun(ref))
+            assert.is_nil(w:request(key))
+            assert.is_true(w:logged("PipelineRun not cancelled within the grace period; deleting it"))
         end)
 
         it("cancels but keeps the PipelineRun with debug", function()
@@ -326,6 +349,9 @@ describe("reconciler", function()
             w:delete_request(key)
             w:reconcile(key)
             assert.equal("Cancelled", w:pipelinerun(ref).spec.status)
+            w:finish_pipelinerun(ref, "False", "Cancelled", "PipelineRun cancelled")
+            w:reconcile(key)
+            assert.is_table(w:pipelinerun(ref))
             assert.is_nil(w:request(key))
         end)
 

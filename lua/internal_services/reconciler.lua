@@ -6,7 +6,8 @@
 -- step that applies:
 --
 --   gone                   nothing to do
---   being deleted          cancel and delete its PipelineRun, drop the finalizer
+--   being deleted          cancel its PipelineRun, delete it once Tekton has
+--                          ended it, drop the finalizer
 --   finished               delete its PipelineRun (unless debug), drop the finalizer
 --   status.pipelineRun set follow the PipelineRun to its end, or to the deadline
 --   new                    policies -> template -> finalizer -> create -> Running
@@ -307,18 +308,29 @@ end
 
 -- Steps -------------------------------------------------------------------
 
--- A request being deleted: stop and remove its PipelineRun, then let the
--- deletion finish.
+-- A request being deleted: cancel its PipelineRun and wait until Tekton
+-- reports it Cancelled, so that Tekton stops its TaskRuns and deletes their
+-- Pods itself (a run deleted while running is left to the garbage
+-- collector, finally tasks and all); then remove it and let the deletion
+-- finish. A run Tekton does not end within the grace period is removed
+-- all the same: a request being deleted must not hang on it.
 function R:finalize(request)
     if not finalizer_index(request) then return nil end
     local pr, ref = self:owned_pipelinerun(request)
-    local cancelled = false
-    if pr and not tekton.is_done(pr) then cancelled = self:cancel_pipelinerun(pr) end
-    if pr and not self:debug() then self:delete_pipelinerun(pr) end
-    if cancelled then
-        self.events:warning(request, "Cancelled",
-            "PipelineRun " .. ref .. " cancelled because the InternalRequest is being deleted")
+    if pr and not tekton.is_done(pr) then
+        if not tekton.is_cancel_requested(pr) then
+            if self:cancel_pipelinerun(pr) then
+                self.events:warning(request, "Cancelled",
+                    "PipelineRun " .. ref .. " cancelled because the InternalRequest is being deleted")
+            end
+        end
+        local since = reconciler.parse_time(request.metadata.deletionTimestamp) or self.now()
+        local wait = since + self.deadline_grace - self.now()
+        if wait > 0 then return { requeue_after = math.max(1, math.min(wait, self.resync)) } end
+        self.log("warning", "PipelineRun not cancelled within the grace period; deleting it",
+            { pipelinerun = ref, grace = duration.format(self.deadline_grace) })
     end
+    if pr and not self:debug() then self:delete_pipelinerun(pr) end
     self:remove_finalizer(request)
     return nil
 end

@@ -137,6 +137,12 @@ function tekton.timeout(pr, default)
     return seconds, text, since
 end
 
+-- True once someone asked Tekton to stop pr (any of v1's spellings).
+function tekton.is_cancel_requested(pr)
+    local status = type(pr.spec) == "table" and pr.spec.status
+    return status == "Cancelled" or status == "CancelledRunFinally" or status == "StoppedRunFinally"
+end
+
 -- Merge-patch body that asks Tekton to cancel a PipelineRun (v1 spelling).
 function tekton.cancel_patch()
     return { spec = { status = "Cancelled" } }

@@ -153,6 +153,14 @@ function World:event_reasons()
     return out
 end
 
+-- True when the reconciler logged a line with this message.
+function World:logged(msg)
+    for _, l in ipairs(self.logs) do
+        if l.msg == msg then return true end
+    end
+    return false
+end
+
 function World:events_with(reason)
     local out = {}
     for _, e in ipairs(self.api:objects("remote", resources.event)) do

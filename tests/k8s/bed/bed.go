@@ -261,8 +261,8 @@ func (c *Cluster) Kubeconfig(user string, groups ...string) (string, error) {
 	return strings.TrimSpace(out), nil
 }
 
-// InstallCRDs applies deploy/crds/ and, with tekton, Tekton's Pipeline and
-// PipelineRun CRDs, and waits until they are established.
+// InstallCRDs applies deploy/crds/ and, with tekton, Tekton's Pipeline,
+// PipelineRun and Task CRDs, and waits until they are established.
 func (c *Cluster) InstallCRDs(tekton bool) error {
 	args := []string{}
 	if tekton {

@@ -30,7 +30,7 @@ var (
 	roleGVR      = schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"}
 	bindingGVR   = schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"}
 	pipelineRun  = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}
-	tektonCRDs   = []string{"pipelines.tekton.dev", "pipelineruns.tekton.dev"}
+	tektonCRDs   = []string{"pipelines.tekton.dev", "pipelineruns.tekton.dev", "tasks.tekton.dev"}
 )
 
 func TestTwoClusters(t *testing.T) {

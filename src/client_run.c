@@ -48,10 +48,23 @@ static void decide(client_t *c, int code) {
     is_loop_stop(&c->loop);
 }
 
+/* Runs the loop until the phase is decided, the deadline passes or a signal
+ * arrives: each of them stops it (the deadline timer keeps it alive). */
+static void run_phase(client_t *c) {
+    if (!c->decided && !c->expired && is_loop_run(&c->loop) != IS_OK)
+        fprintf(stderr, "%s: the event loop failed\n", c->prog);
+}
+
 static void on_deadline(is_timer_t *t) {
     client_t *c = t->data;
     c->expired = 1;
     is_loop_stop(&c->loop);
+}
+
+/* The request waited for by name (-n, or the one just created); NULL when
+ * waiting by labels. */
+static const char *wait_name(const client_t *c) {
+    return c->name ? c->name : c->o->name;
 }
 
 static void print_api_error(client_t *c, const char *what, const is_http_result_t *res) {
@@ -181,7 +194,7 @@ static int summarize_one(const char *key, const char *obj, size_t len, void *ud)
     ir_t ir;
     (void)key;
     if (ir_read(&ir, obj, len) != IS_OK) return 0;
-    int by_label = s->c->o->name == NULL;
+    int by_label = wait_name(s->c) == NULL;
     const char *res = ir.results ? ir.results : "{}";
     size_t res_len = ir.results ? ir.results_len : 2;
     int rc = IS_OK;
@@ -223,9 +236,9 @@ static int finish(client_t *c, is_informer_t *inf, const char *result) {
     summary_t s = { .c = c };
     is_buf_init(&s.results);
     is_buf_init(&s.names);
-    if (!c->o->name) is_buf_appends(&s.results, "{");
+    if (!wait_name(c)) is_buf_appends(&s.results, "{");
     is_informer_each(inf, summarize_one, &s);
-    if (!c->o->name) is_buf_appends(&s.results, "}");
+    if (!wait_name(c)) is_buf_appends(&s.results, "}");
     if (!s.results.data || s.err) {
         fprintf(stderr, "%s: out of memory\n", c->prog);
         is_buf_free(&s.results);
@@ -243,7 +256,7 @@ static int finish(client_t *c, is_informer_t *inf, const char *result) {
     if (rc == IS_OK) rc = write_result(c, "requestReason", s.pick.reason);
     if (rc == IS_OK) rc = write_result(c, "requestMessage", s.pick.message);
     if (rc == IS_OK) rc = write_result(c, "requestResults", s.results.data);
-    if (rc == IS_OK) rc = write_result(c, "genericResult", c->o->name ? s.pick.generic : NULL);
+    if (rc == IS_OK) rc = write_result(c, "genericResult", wait_name(c) ? s.pick.generic : NULL);
     fflush(stdout);
     is_buf_free(&s.results);
     is_buf_free(&s.names);
@@ -300,10 +313,10 @@ static void evaluate(is_informer_t *inf) {
         decide(c, IS_CLIENT_EXIT_USAGE);
         return;
     }
-    if (c->o->name || c->name) {
+    if (wait_name(c)) {
         if (t.n) c->seen = 1;
         else {
-            const char *name = c->name ? c->name : c->o->name;
+            const char *name = wait_name(c);
             if (c->seen) printf("InternalRequest '%s' was deleted\n", name);
             else fprintf(stderr, "%s: InternalRequest '%s' not found in namespace %s\n", c->prog, name, c->ns);
             decide(c, c->seen ? IS_CLIENT_EXIT_FAILED : IS_CLIENT_EXIT_USAGE);
@@ -411,7 +424,7 @@ static int join_labels(const is_client_opts_t *o, is_buf_t *sel) {
 
 static int wait_phase(client_t *c) {
     const is_client_opts_t *o = c->o;
-    const char *name = c->name ? c->name : o->name;
+    const char *name = wait_name(c);
     is_buf_t sel;
     is_buf_init(&sel);
     int rc = name ? is_buf_printf(&sel, "metadata.name=%s", name) : join_labels(o, &sel);
@@ -438,14 +451,12 @@ static int wait_phase(client_t *c) {
         is_informer_close(&inf);
         return IS_CLIENT_EXIT_USAGE;
     }
-    while (!c->decided && !c->expired) {
-        if (is_loop_run(&c->loop) != IS_OK || (!c->decided && !c->expired)) {
-            /* A signal: end as the timeout would, without deleting. */
-            break;
-        }
-    }
+    run_phase(c);
     int code = c->exit;
-    if (!c->decided) {
+    if (!c->decided && !c->expired) {
+        fprintf(stderr, "%s: interrupted\n", c->prog);
+        code = IS_CLIENT_EXIT_USAGE;
+    } else if (!c->decided) {
         code = IS_CLIENT_EXIT_TIMEOUT;
         printf("ERROR: Timeout while waiting for the InternalRequests to complete\n");
         if (is_informer_synced(&inf)) {
@@ -455,14 +466,16 @@ static int wait_phase(client_t *c) {
         printf("Result: timeout\n");
         fflush(stdout);
         is_informer_stop(&inf);
-        if (c->expired && o->delete_on_timeout) {
+        if (o->delete_on_timeout) {
             if (is_informer_each(&inf, delete_unfinished, c) != IS_OK)
                 fprintf(stderr, "%s: cannot delete: out of memory\n", c->prog);
             /* Deletes are answered quickly; a minute bounds a dead server. */
             is_timer_start(&c->deadline, 60000);
             c->expired = 0;
             c->draining = 1;
-            while (c->pending && !c->expired && is_loop_run(&c->loop) == IS_OK) {}
+            /* The last answer, the minute or a signal stops the loop. */
+            if (c->pending && is_loop_run(&c->loop) != IS_OK)
+                fprintf(stderr, "%s: the event loop failed\n", c->prog);
             if (c->pending) fprintf(stderr, "%s: the deletion was not confirmed\n", c->prog);
         }
     }
@@ -519,8 +532,7 @@ static int delete_earlier(client_t *c, const char *uid) {
     int rc = is_informer_init(&inf, &io, &h, c);
     is_buf_free(&sel);
     if (rc == IS_OK) rc = is_informer_start(&inf);
-    while (rc == IS_OK && !c->decided && !c->expired)
-        if (is_loop_run(&c->loop) != IS_OK || (!c->decided && !c->expired)) break;
+    if (rc == IS_OK) run_phase(c);
     int code = c->decided ? c->exit : c->expired ? IS_CLIENT_EXIT_TIMEOUT : IS_CLIENT_EXIT_USAGE;
     if (rc != IS_OK) {
         fprintf(stderr, "%s: cannot list earlier requests: %s\n", c->prog, is_strerror(rc));
@@ -569,8 +581,7 @@ static int create_phase(client_t *c) {
         fprintf(stderr, "%s: cannot create the InternalRequest: %s\n", c->prog, is_strerror(rc));
         return IS_CLIENT_EXIT_USAGE;
     }
-    while (!c->decided && !c->expired)
-        if (is_loop_run(&c->loop) != IS_OK || (!c->decided && !c->expired)) break;
+    run_phase(c);
     if (!c->decided) {
         fprintf(stderr, "%s: no answer from the API server to the create\n", c->prog);
         return c->expired ? IS_CLIENT_EXIT_TIMEOUT : IS_CLIENT_EXIT_USAGE;

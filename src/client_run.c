@@ -277,7 +277,9 @@ static int tally_one(const char *key, const char *obj, size_t len, void *ud) {
     client_t *c = t->c;
     ir_t ir;
     (void)key;
-    if (ir_read(&ir, obj, len) != IS_OK) return 0;
+    int rc = ir_read(&ir, obj, len);
+    if (rc == IS_ENOMEM) t->err = rc;
+    if (rc != IS_OK) return 0;
     t->n++;
     const char *state = ir_state(&ir);
     const char *last = is_map_get(&c->reported, ir.name);

@@ -382,7 +382,7 @@ func TestClient(t *testing.T) {
 
 	t.Run("a 410 during the wait: the client relists and sees the end", func(t *testing.T) {
 		e.t = t
-		e.pipeline("short-release", "succeed", "6s", `[{"name":"signature","value":"short"}]`)
+		e.pipeline("short-release", "succeed", "10s", `[{"name":"signature","value":"short"}]`)
 		p := e.startClient(kcA, "internal-request", append(clusterArgs("short-release"), "-t", "180")...)
 		name := p.name(t, 30*time.Second)
 		defer os.Remove("/tmp/" + name + "-output.json")
@@ -398,11 +398,11 @@ func TestClient(t *testing.T) {
 		if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.remote.RestartAPIServer(); err != nil {
-			t.Fatal(err)
-		}
 		if finished(e.get("tenant-a", name)) {
 			t.Fatalf("the pipeline ended before the stream was cut; nothing was proven")
+		}
+		if err := e.remote.RestartAPIServer(); err != nil {
+			t.Fatal(err)
 		}
 		e.waitRequest("tenant-a", name, "success", wait, hasCondition("True", "Succeeded"), ctrl)
 		if _, err := e.remote.Compact(); err != nil {

@@ -318,7 +318,7 @@ func TestClient(t *testing.T) {
 
 	t.Run("timeout with --delete-on-timeout cancels the PipelineRun", func(t *testing.T) {
 		e.t = t
-		p := e.startClient(kcA, "internal-request", append(clusterArgs("never-ends"), "-t", "4", "--delete-on-timeout")...)
+		p := e.startClient(kcA, "internal-request", append(clusterArgs("never-ends"), "-t", "8", "--delete-on-timeout")...)
 		name := p.name(t, 30*time.Second)
 		obj := e.waitRequest("tenant-a", name, "Running", wait, hasCondition("Unknown", "Running"), ctrl)
 		uid := string(obj.GetUID())

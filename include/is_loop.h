@@ -54,6 +54,10 @@ int is_loop_run(is_loop_t *loop);
 int is_loop_run_once(is_loop_t *loop, int max_wait_ms);
 /* Async-signal-safe: asks a running loop to return. */
 void is_loop_stop(is_loop_t *loop);
+/* SIGTERM and SIGINT stop loop (NULL: they stop nothing any more); SIGPIPE
+ * is ignored, since a peer closing a socket is an ordinary error. One loop
+ * per process at a time. */
+int is_loop_stop_on_signals(is_loop_t *loop);
 uint64_t is_loop_now(const is_loop_t *loop);  /* monotonic ms */
 void is_loop_update_time(is_loop_t *loop);
 

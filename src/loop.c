@@ -119,6 +119,24 @@ void is_loop_stop(is_loop_t *loop) {
     errno = saved_errno;
 }
 
+static is_loop_t *volatile signal_loop;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    is_loop_t *loop = signal_loop;
+    if (loop) is_loop_stop(loop);
+}
+
+int is_loop_stop_on_signals(is_loop_t *loop) {
+    signal_loop = loop;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL)) return IS_EINVAL;
+    signal(SIGPIPE, SIG_IGN);
+    return IS_OK;
+}
+
 /* ---- timers: a binary min-heap on (due, seq) ---- */
 
 static int timer_less(const is_timer_t *a, const is_timer_t *b) {

@@ -209,13 +209,6 @@ typedef struct app_s {
     is_httpd_t metrics, health;
 } app_t;
 
-static is_loop_t *signal_loop;
-
-static void on_signal(int sig) {
-    (void)sig;
-    if (signal_loop) is_loop_stop(signal_loop);
-}
-
 static int serve(const char *path, is_buf_t *body, const char **type, void *ud) {
     app_t *app = ud;
     if (!strcmp(path, "/healthz") || !strcmp(path, "/livez")) {
@@ -313,13 +306,7 @@ int main(int argc, char **argv) {
         goto out_httpd;
     }
 
-    signal_loop = &app->loop;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    is_loop_stop_on_signals(&app->loop);
 
     is_buf_t f;
     is_buf_init(&f);
@@ -342,7 +329,7 @@ int main(int argc, char **argv) {
     if (!code) is_lua_shutdown(&app->lua, 5000);
     if (rc != IS_OK && !code) code = 1;
     is_log_write(IS_LOG_INFO, "stopped", NULL);
-    signal_loop = NULL;
+    is_loop_stop_on_signals(NULL);
 
 out_httpd:
     is_httpd_stop(&app->metrics);

@@ -50,9 +50,10 @@ local R = {}
 R.__index = R
 
 -- deps: kube, cache {get, list}, policies (chain), events (emitter), log,
--- now, namespace, remote, internal, deadline_grace, default_timeout and
--- resync (seconds; the longest wait before a running request is looked at
--- again).
+-- now, namespace, remote, internal, deadline_grace, default_timeout (the
+-- pipeline timeout Tekton applies to a run that records none, i.e. its
+-- default-timeout-minutes) and resync (seconds; the longest wait before a
+-- running request is looked at again).
 function reconciler.new(deps)
     for _, field in ipairs { "kube", "cache", "policies", "events", "now", "namespace" } do
         assert(deps[field] ~= nil, "reconciler.new: deps." .. field .. " is required")

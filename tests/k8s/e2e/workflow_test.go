@@ -77,7 +77,9 @@ func TestWorkflow(t *testing.T) {
 			"name": "never-ends", "kind": "pipeline", "namespace": "somewhere-else"},
 			params:   map[string]string{"b": "2", "a": "1"},
 			timeouts: map[string]string{"pipeline": "1h"},
-			labels:   map[string]string{"team": "release", "internal-services.appstudio.openshift.io/name": "spoofed"}})
+			labels: map[string]string{"team": "release", "internal-services.appstudio.openshift.io/name": "spoofed",
+				"internal-services.appstudio.openshift.io/pipeline-name": "never-ends",
+				"internal-services.appstudio.openshift.io/pipelinerun-uid": "0f1e2d3c"}})
 		uid := string(ir.GetUID())
 		e.waitRequest("tenant-a", "template-1", "Running", wait, hasCondition("Unknown", "Running"), ctrl)
 		runs := e.pipelineRuns(uid)
@@ -91,17 +93,26 @@ func TestWorkflow(t *testing.T) {
 			t.Errorf("params not sorted by name: %s", b)
 		}
 		refParams, _, _ := unstructured.NestedSlice(pr, "spec", "pipelineRef", "params")
+		got := map[string]interface{}{}
 		for _, p := range refParams {
 			m := p.(map[string]interface{})
-			if m["name"] == "namespace" && m["value"] != controllerNS {
-				t.Errorf("cluster resolver namespace not forced: %v", m["value"])
-			}
+			got[fmt.Sprint(m["name"])] = m["value"]
+		}
+		if got["namespace"] != controllerNS || got["kind"] != "pipeline" || got["name"] != "never-ends" || len(refParams) != 3 {
+			t.Errorf("cluster resolver params (namespace pinned, kind pipeline): %v", refParams)
 		}
 		labels := runs[0].GetLabels()
 		if labels["team"] != "release" || labels["internal-services.appstudio.openshift.io/name"] != "template-1" ||
 			labels["internal-services.appstudio.openshift.io/namespace"] != "tenant-a" ||
-			labels["pipelines.appstudio.openshift.io/type"] != "release" {
+			labels["pipelines.appstudio.openshift.io/type"] != "release" ||
+			labels["internal-services.appstudio.openshift.io/pipeline-name"] != "never-ends" ||
+			labels["internal-services.appstudio.openshift.io/pipelinerun-uid"] != "0f1e2d3c" {
 			t.Errorf("labels: %v", labels)
+		}
+		ann := runs[0].GetAnnotations()
+		if ann["operator-sdk/primary-resource"] != "tenant-a/template-1" ||
+			ann["operator-sdk/primary-resource-type"] != "InternalRequest.appstudio.redhat.com" {
+			t.Errorf("owner annotations: %v", ann)
 		}
 		// Tekton writes its defaults back in its own spelling ("1h0m0s").
 		if v, _, _ := unstructured.NestedString(pr, "spec", "timeouts", "pipeline"); v != "1h" && v != "1h0m0s" {
@@ -129,6 +140,18 @@ func TestWorkflow(t *testing.T) {
 		_, _, msg := condition(obj)
 		mustContain(t, "failure message", msg, "Tasks Completed: 1 (Failed: 1")
 		e.waitNoPipelineRun(string(ir.GetUID()), wait)
+	})
+
+	t.Run("a request for another kind than pipeline is refused", func(t *testing.T) {
+		e.t = t
+		ir := e.create(request{ns: "tenant-a", name: "kind-task", refParams: map[string]string{
+			"name": "sign-release", "kind": "task"}})
+		obj := e.waitRequest("tenant-a", "kind-task", "failure", wait, hasCondition("False", "Failed"), ctrl)
+		_, _, msg := condition(obj)
+		mustContain(t, "failure message", msg, `is "task": the cluster resolver only runs Pipelines here`)
+		if n := e.prSeen.count(string(ir.GetUID())); n != 0 {
+			t.Errorf("a refused request got %d PipelineRuns", n)
+		}
 	})
 
 	t.Run("unknown pipeline fails with Tekton's message", func(t *testing.T) {

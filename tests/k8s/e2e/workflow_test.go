@@ -78,7 +78,7 @@ func TestWorkflow(t *testing.T) {
 			params:   map[string]string{"b": "2", "a": "1"},
 			timeouts: map[string]string{"pipeline": "1h"},
 			labels: map[string]string{"team": "release", "internal-services.appstudio.openshift.io/name": "spoofed",
-				"internal-services.appstudio.openshift.io/pipeline-name": "never-ends",
+				"internal-services.appstudio.openshift.io/pipeline-name":   "never-ends",
 				"internal-services.appstudio.openshift.io/pipelinerun-uid": "0f1e2d3c"}})
 		uid := string(ir.GetUID())
 		e.waitRequest("tenant-a", "template-1", "Running", wait, hasCondition("Unknown", "Running"), ctrl)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -245,6 +246,8 @@ func TestKustomizeBases(t *testing.T) {
 		dryRun(t, root, s.target, filepath.Join(root, s.file), objs)
 	}
 
+	podSecurity(t, root, internal, tmp, rendered["deploy/internal"])
+
 	// An overlay, the kustomize way: another namespace, another image,
 	// the ServiceMonitor component.
 	overlay := filepath.Join(tmp, "overlay")
@@ -319,5 +322,66 @@ func waitEstablished(t *testing.T, root string, c *bed.Cluster, crd string) {
 		"wait", "--for=condition=Established", "--timeout=60s", "crd/"+crd).CombinedOutput()
 	if err != nil {
 		t.Fatalf("CRD %s not established: %v\n%s", crd, err, out)
+	}
+}
+
+// PipelineRuns run in the controller's namespace, which enforces Pod
+// Security "restricted": the sample Pipeline's steps, as the containers of
+// a pod there, pass the API server's PodSecurity admission, and the same
+// containers without their securityContext do not (so the check can fail).
+func podSecurity(t *testing.T, root string, c *bed.Cluster, tmp string, internalBase []unstructured.Unstructured) {
+	t.Helper()
+	var ns *unstructured.Unstructured
+	for i := range internalBase {
+		if internalBase[i].GetKind() == "Namespace" {
+			ns = &internalBase[i]
+		}
+	}
+	if ns == nil || ns.GetLabels()["pod-security.kubernetes.io/enforce"] != "restricted" {
+		t.Fatalf("the internal base's Namespace does not enforce Pod Security restricted: %v", ns)
+	}
+	kubectl := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(root, ".cache", "bin", "kubectl"),
+			append([]string{"--kubeconfig", c.AdminKubeconfig}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	b, _ := json.Marshal(ns.Object)
+	if out, err := kubectl("apply", "-f", writeTemp(t, tmp, "namespace.json", string(b))); err != nil {
+		t.Fatalf("applying the Namespace: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "samples", "pipeline-sign-release.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var containers, bare []interface{}
+	for _, p := range objects(t, string(b)) {
+		tasks, _, _ := unstructured.NestedSlice(p.Object, "spec", "tasks")
+		for _, task := range tasks {
+			steps, _, _ := unstructured.NestedSlice(task.(map[string]interface{}), "taskSpec", "steps")
+			for _, step := range steps {
+				s := step.(map[string]interface{})
+				sc, _ := s["securityContext"].(map[string]interface{})
+				containers = append(containers, map[string]interface{}{"name": s["name"], "image": s["image"], "securityContext": sc})
+				bare = append(bare, map[string]interface{}{"name": s["name"], "image": s["image"]})
+			}
+		}
+	}
+	if len(containers) == 0 {
+		t.Fatal("the sample Pipeline has no steps")
+	}
+	pod := func(name string, cs []interface{}) string {
+		b, _ := json.Marshal(map[string]interface{}{
+			"apiVersion": "v1", "kind": "Pod",
+			"metadata": map[string]interface{}{"name": name, "namespace": ns.GetName()},
+			"spec":     map[string]interface{}{"containers": cs},
+		})
+		return writeTemp(t, tmp, name+".json", string(b))
+	}
+	if out, err := kubectl("create", "--dry-run=server", "-f", pod("sample-steps", containers)); err != nil {
+		t.Errorf("the sample Pipeline's steps do not pass Pod Security restricted: %v\n%s", err, out)
+	}
+	out, err := kubectl("create", "--dry-run=server", "-f", pod("bare-steps", bare))
+	if err == nil || !strings.Contains(out, "violates PodSecurity \"restricted") {
+		t.Errorf("steps without a securityContext were not refused by PodSecurity: %v\n%s", err, out)
 	}
 }

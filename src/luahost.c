@@ -911,7 +911,7 @@ static int l_read_scripts(lua_State *L) {
         n++;
     }
     closedir(d);
-    if (!oom) qsort(names, n, sizeof *names, cmp_names);
+    if (!oom && n > 1) qsort(names, n, sizeof *names, cmp_names); /* names is NULL when n is 0 */
     luaL_Buffer sig;
     lua_createtable(L, (int)n, 0);
     luaL_buffinit(L, &sig);

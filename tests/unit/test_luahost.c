@@ -434,6 +434,12 @@ static void test_read_scripts(void) {
     CHECK_INT(symlink("..data/p.lua", path), 0);
 
     const char *scripts = "require('luahost_test.scripts')";
+    /* A directory without scripts: an empty list (nothing to sort). */
+    char empty[] = "/tmp/is_luahost_empty_XXXXXX";
+    CHECK(mkdtemp(empty) != NULL);
+    snprintf(expr, sizeof expr, "%s.names('%s')", scripts, empty);
+    CHECK_STR(eval(h, expr), "");
+    rmdir(empty);
     snprintf(expr, sizeof expr, "%s.names('%s')", scripts, dir);
     CHECK_STR(eval(h, expr), "a.lua,b.lua,p.lua");
     snprintf(expr, sizeof expr, "%s.source('%s', 'b.lua')", scripts, dir);

@@ -26,6 +26,9 @@ int is_buf_append_urlenc(is_buf_t *b, const char *s);
 int is_buf_append_jsonstr(is_buf_t *b, const char *s, size_t len);
 /* Removes the first n bytes. */
 void is_buf_consume(is_buf_t *b, size_t n);
+/* Appends the whole file at path: IS_EIO (errno says why) when it cannot be
+ * read, IS_ELIMIT when it holds more than max bytes; b is unchanged then. */
+int is_buf_append_file(is_buf_t *b, const char *path, size_t max);
 /* Hands the bytes to the caller (who frees them with is_free) and resets b. */
 char *is_buf_steal(is_buf_t *b, size_t *len);
 

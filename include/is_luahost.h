@@ -19,6 +19,13 @@
 
 typedef struct is_lua_s is_lua_t;
 
+/* One argument for a main module run as a command (host.config.args):
+ * bytes, not necessarily NUL-terminated text. */
+typedef struct is_lua_arg_s {
+    const char *data;
+    size_t len;
+} is_lua_arg_t;
+
 typedef struct is_lua_opts_s {
     const char *lua_dir;        /* modules: <lua_dir>/?.lua, ?/init.lua */
     const char *policy_dir;     /* exposed as host.config.policy_dir */
@@ -32,6 +39,8 @@ typedef struct is_lua_opts_s {
     double deadline_grace;      /* host.config.deadline_grace, seconds */
     double default_timeout;     /* host.config.default_timeout, seconds */
     int max_concurrent_reconciles; /* host.config.max_concurrent_reconciles */
+    const is_lua_arg_t *args;   /* host.config.args, copied into the state */
+    size_t nargs;
 } is_lua_opts_t;
 
 struct is_lua_s {
@@ -66,6 +75,9 @@ int is_lua_shutdown(is_lua_t *h, uint64_t timeout_ms);
 void is_lua_close(is_lua_t *h);
 /* The exit code a script asked for with host.shutdown (0 if none). */
 int is_lua_exit_code(const is_lua_t *h);
+/* The reason it gave (cut at 2047 bytes), or NULL when no script called
+ * host.shutdown. */
+const char *is_lua_exit_reason(const is_lua_t *h);
 /* 1 when every informer has synced at least once (also when none is
  * declared yet, as on a replica waiting for leadership). */
 int is_lua_ready(const is_lua_t *h);

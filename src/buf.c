@@ -2,6 +2,7 @@
  *
  * Appends either succeed completely or leave the buffer as it was, so a
  * caller that gets IS_ENOMEM can still free or reuse the buffer. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -182,4 +183,32 @@ char *is_buf_steal(is_buf_t *b, size_t *len) {
     if (len)
         *len = p ? n : 0;
     return p;
+}
+
+int is_buf_append_file(is_buf_t *b, const char *path, size_t max) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return IS_EIO;
+    size_t start = b->len;
+    int rc = IS_OK;
+    char chunk[8192];
+    for (;;) {
+        size_t got = fread(chunk, 1, sizeof chunk, f);
+        if (got == 0) {
+            if (ferror(f)) rc = IS_EIO;
+            break;
+        }
+        if (b->len - start + got > max) {
+            rc = IS_ELIMIT;
+            break;
+        }
+        if ((rc = is_buf_append(b, chunk, got)) != IS_OK) break;
+    }
+    int saved = errno;
+    fclose(f);
+    errno = saved;
+    if (rc != IS_OK) {
+        b->len = start;
+        if (b->data) b->data[start] = '\0';
+    }
+    return rc;
 }

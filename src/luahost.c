@@ -78,6 +78,8 @@ typedef struct lh_private_s {
     is_map_t counters;        /* "name{label=\"v\"}" -> lh_counter_t* */
     char *main_module;
     int exit_code;
+    int exit_reason_set;
+    char exit_reason[2048];   /* host.shutdown's why, capped */
     int leader;
 } lh_private_t;
 
@@ -909,7 +911,7 @@ static int l_read_scripts(lua_State *L) {
         n++;
     }
     closedir(d);
-    if (!oom) qsort(names, n, sizeof *names, cmp_names);
+    if (!oom && n > 1) qsort(names, n, sizeof *names, cmp_names); /* names is NULL when n is 0 */
     luaL_Buffer sig;
     lua_createtable(L, (int)n, 0);
     luaL_buffinit(L, &sig);
@@ -959,6 +961,8 @@ static int l_shutdown(lua_State *L) {
     const char *why = luaL_optstring(L, 2, "shutdown requested by a script");
     log_kv(code ? IS_LOG_ERROR : IS_LOG_INFO, "shutting down", "reason", why, NULL, NULL);
     PRIV(h)->exit_code = code;
+    snprintf(PRIV(h)->exit_reason, sizeof PRIV(h)->exit_reason, "%s", why);
+    PRIV(h)->exit_reason_set = 1;
     is_loop_stop(h->loop);
     return 0;
 }
@@ -1057,6 +1061,12 @@ static int init_state(lua_State *L) {
     lua_setfield(L, -2, "default_timeout");
     lua_pushinteger(L, o->max_concurrent_reconciles > 0 ? o->max_concurrent_reconciles : 50);
     lua_setfield(L, -2, "max_concurrent_reconciles");
+    lua_createtable(L, (int)o->nargs, 0);
+    for (size_t i = 0; i < o->nargs; i++) {
+        lua_pushlstring(L, o->args[i].data, o->args[i].len);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "args");
     lua_setfield(L, -2, "config");
     lua_pop(L, 1);
     return 0;
@@ -1217,6 +1227,10 @@ int is_lua_ready(const is_lua_t *h) {
 }
 
 int is_lua_exit_code(const is_lua_t *h) { return h->priv__ ? PRIV(h)->exit_code : 0; }
+
+const char *is_lua_exit_reason(const is_lua_t *h) {
+    return h->priv__ && PRIV(h)->exit_reason_set ? PRIV(h)->exit_reason : NULL;
+}
 
 int is_lua_metrics(const is_lua_t *h, is_buf_t *out) {
     int rc = IS_OK;

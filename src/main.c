@@ -51,6 +51,7 @@ typedef struct options_s {
 
 static const char usage[] =
     "Usage: internal-services [options]\n"
+    "       internal-services check-policies [options] REQUEST.json [CONFIG.json]\n"
     "\n"
     "Runs the internal-services controller: watches InternalRequests on a remote\n"
     "cluster and runs the Tekton pipelines they ask for on this (internal) cluster.\n"
@@ -75,7 +76,10 @@ static const char usage[] =
     "  --help                              show this help\n"
     "  --version                           show the version\n"
     "\n"
-    "Environment: SERVICE_NAMESPACE is the controller's namespace (default \"default\").\n";
+    "Environment: SERVICE_NAMESPACE is the controller's namespace (default \"default\").\n"
+    "\n"
+    "check-policies evaluates a policy directory on a request without any cluster\n"
+    "(see internal-services check-policies --help).\n";
 
 static int parse_size(const char *s, size_t *out) {
     char *end;
@@ -250,7 +254,131 @@ static int load_cluster(app_t *app, is_cluster_t *c, const char *name, const cha
     return rc;
 }
 
+/* ---- check-policies: the policy chain run once, outside any cluster ---- */
+
+static const char check_usage[] =
+    "Usage: internal-services check-policies [options] REQUEST.json [CONFIG.json]\n"
+    "\n"
+    "Evaluates the policies of a policy directory on an InternalRequest (and\n"
+    "an InternalServicesConfig), as the controller would: the same Lua, sandbox\n"
+    "and limits. Prints \"allow (...)\" or \"deny (POLICY): MESSAGE\".\n"
+    "Exit status: 0 allowed, 1 denied, 2 nothing decided (a policy that does\n"
+    "not compile, unreadable or invalid input, bad usage).\n"
+    "\n"
+    "Options:\n"
+    "  --policy-dir DIR     policy scripts (default " IS_DEFAULT_POLICY_DIR ")\n"
+    "  --lua-dir DIR        controller Lua modules (default " IS_DEFAULT_LUA_DIR ")\n"
+    "  --namespace NS       the controller's namespace, context.namespace for the\n"
+    "                       policies (default $SERVICE_NAMESPACE, else internal-services)\n"
+    "  --help               show this help\n";
+
+/* An input file's cap: far above any API object (etcd refuses 1.5 MiB). */
+#define CHECK_MAX_INPUT ((size_t)16 << 20)
+
+static int check_policies(int argc, char **argv) {
+    enum { C_POLICY_DIR = 1, C_LUA_DIR, C_NAMESPACE, C_HELP };
+    static const struct option longopts[] = {
+        { "policy-dir", required_argument, NULL, C_POLICY_DIR },
+        { "lua-dir", required_argument, NULL, C_LUA_DIR },
+        { "namespace", required_argument, NULL, C_NAMESPACE },
+        { "help", no_argument, NULL, C_HELP },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *policy_dir = IS_DEFAULT_POLICY_DIR, *lua_dir = IS_DEFAULT_LUA_DIR;
+    const char *ns = getenv("SERVICE_NAMESPACE");
+    if (!ns || !ns[0]) ns = "internal-services";
+    int c, idx = 0;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":", longopts, &idx)) != -1) {
+        switch (c) {
+        case C_POLICY_DIR: policy_dir = optarg; break;
+        case C_LUA_DIR: lua_dir = optarg; break;
+        case C_NAMESPACE: ns = optarg; break;
+        case C_HELP: fputs(check_usage, stdout); return 0;
+        case ':':
+            fprintf(stderr, "internal-services check-policies: %s needs a value (see --help)\n", argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "internal-services check-policies: unknown option %s (see --help)\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    int nfiles = argc - optind;
+    if (nfiles < 1 || nfiles > 2) {
+        fprintf(stderr, "internal-services check-policies: want REQUEST.json and optionally CONFIG.json, got %d "
+                        "file%s (see --help)\n", nfiles, nfiles == 1 ? "" : "s");
+        return 2;
+    }
+
+    /* args: file name, text, for the request and the config. */
+    is_buf_t text[2];
+    is_lua_arg_t args[4];
+    int code = 2;
+    for (int i = 0; i < 2; i++) is_buf_init(&text[i]);
+    for (int i = 0; i < nfiles; i++) {
+        const char *path = argv[optind + i];
+        int rc = is_buf_append_file(&text[i], path, CHECK_MAX_INPUT);
+        if (rc != IS_OK) {
+            if (rc == IS_EIO) fprintf(stderr, "internal-services check-policies: %s: %s\n", path, strerror(errno));
+            else if (rc == IS_ELIMIT) fprintf(stderr, "internal-services check-policies: %s: larger than %zu bytes\n",
+                                              path, CHECK_MAX_INPUT);
+            else fprintf(stderr, "internal-services check-policies: %s: %s\n", path, is_strerror(rc));
+            goto out_text;
+        }
+        args[2 * i] = (is_lua_arg_t){ path, strlen(path) };
+        args[2 * i + 1] = (is_lua_arg_t){ text[i].data ? text[i].data : "", text[i].len };
+    }
+
+    /* The host's own logs stay quiet: the verdict is the output. */
+    is_log_set_level(IS_LOG_ERROR + 1);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "internal-services check-policies: cannot initialise libcurl\n");
+        goto out_text;
+    }
+    is_loop_t *loop = is_calloc(1, sizeof *loop);
+    is_lua_t *lua = is_calloc(1, sizeof *lua);
+    char err[512];
+    if (!loop || !lua || is_loop_init(loop) != IS_OK) {
+        fprintf(stderr, "internal-services check-policies: out of memory\n");
+        is_free(loop);
+        is_free(lua);
+        goto out_curl;
+    }
+    is_lua_opts_t lo = {
+        .lua_dir = lua_dir, .policy_dir = policy_dir, .namespace = ns,
+        .main_module = "internal_services.check_policies", .args = args, .nargs = (size_t)nfiles * 2,
+    };
+    if (is_lua_init(lua, loop, &lo, err, sizeof err) != IS_OK ||
+        is_lua_start(lua, err, sizeof err) != IS_OK) {
+        fprintf(stderr, "internal-services check-policies: %s\n", err);
+    } else if (is_loop_run(loop) == IS_OK && is_lua_exit_reason(lua)) {
+        code = is_lua_exit_code(lua);
+        if (code == 0 || code == 1) {
+            printf("%s\n", is_lua_exit_reason(lua));
+        } else {
+            fprintf(stderr, "internal-services check-policies: %s\n", is_lua_exit_reason(lua));
+            code = 2;
+        }
+    } else {
+        fprintf(stderr, "internal-services check-policies: the policies gave no verdict\n");
+    }
+    if (lua->priv__) {
+        is_lua_stop(lua);
+        is_lua_close(lua);
+    }
+    is_loop_close(loop);
+    is_free(lua);
+    is_free(loop);
+out_curl:
+    curl_global_cleanup();
+out_text:
+    for (int i = 0; i < 2; i++) is_buf_free(&text[i]);
+    return code;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "check-policies")) return check_policies(argc - 1, argv + 1);
     options_t o = {
         .metrics_addr = ":8080", .health_addr = ":8081",
         .leader_election_id = "internal-services-leader",

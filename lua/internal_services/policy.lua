@@ -63,8 +63,9 @@ local function compile(limits, script)
 end
 
 -- scripts: { {name=, source=}, ... }. Compiles all of them; only when every
--- one compiles does the new set replace the old one. Returns true, or nil
--- and an error naming the file.
+-- one compiles does the new set replace the old one. Returns true, or nil,
+-- an error naming the file and, when a script was at fault, that script's
+-- own error ("name.lua:LINE: ...").
 function Chain:load(scripts)
     if type(scripts) ~= "table" or #scripts == 0 then
         local err = "no policy files found; keeping the previous policies"
@@ -84,11 +85,11 @@ function Chain:load(scripts)
 
     local compiled = {}
     for i, script in ipairs(sorted) do
-        local fn, err = compile(self.limits, script)
+        local fn, cause = compile(self.limits, script)
         if not fn then
-            err = ("policy %q rejected, keeping the previous policies: %s"):format(script.name, err)
+            local err = ("policy %q rejected, keeping the previous policies: %s"):format(script.name, cause)
             self.log("error", err, { policy = script.name })
-            return nil, err
+            return nil, err, cause
         end
         compiled[i] = { name = script.name, fn = fn }
     end

@@ -1,4 +1,9 @@
 /* Growable buffer: content, NUL termination, encoders and OOM safety. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "is_alloc.h"
 #include "is_buf.h"
 #include "is_err.h"
@@ -151,8 +156,44 @@ static void test_oom(void) {
     CHECK_INT(is_alloc_used(), base);
 }
 
+static void test_append_file(void) {
+    char path[] = "/tmp/test_buf_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    /* Larger than one read chunk, so the loop is exercised. */
+    static char text[20000];
+    for (size_t i = 0; i < sizeof text; i++) text[i] = (char)('a' + i % 26);
+    CHECK_INT((int)write(fd, text, sizeof text), (int)sizeof text);
+    close(fd);
+
+    is_buf_t b;
+    is_buf_init(&b);
+    CHECK_INT(is_buf_appends(&b, "<"), IS_OK);
+    CHECK_INT(is_buf_append_file(&b, path, sizeof text), IS_OK);
+    CHECK_INT(b.len, sizeof text + 1);
+    CHECK(memcmp(b.data + 1, text, sizeof text) == 0);
+    CHECK_INT(b.data[b.len], 0);
+
+    /* Over the cap, unreadable, out of memory: the buffer stays as it was. */
+    CHECK_INT(is_buf_append_file(&b, path, sizeof text - 1), IS_ELIMIT);
+    CHECK_INT(b.len, sizeof text + 1);
+    is_buf_reset(&b);
+    CHECK_INT(is_buf_append_file(&b, "/nonexistent/file", 100), IS_EIO);
+    CHECK_INT(errno, ENOENT);
+    CHECK_INT(is_buf_append_file(&b, "/tmp", 100), IS_EIO);
+    CHECK_INT(b.len, 0);
+    is_buf_free(&b);
+    is_alloc_fail_after(2);
+    CHECK_INT(is_buf_append_file(&b, path, sizeof text), IS_ENOMEM);
+    is_alloc_fail_after(0);
+    CHECK_INT(b.len, 0);
+    is_buf_free(&b);
+    unlink(path);
+}
+
 int main(void) {
     RUN(test_append_and_nul);
+    RUN(test_append_file);
     RUN(test_printf);
     RUN(test_urlenc);
     RUN(test_jsonstr);

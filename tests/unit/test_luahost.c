@@ -196,6 +196,7 @@ static void test_tasks(void) {
     /* Spawned tasks start from the loop: start has finished first. */
     CHECK_STR(e.after_start, "start");
     CHECK_INT(is_lua_exit_code(h), 3);
+    CHECK_STR(is_lua_exit_reason(h), "tasks finished");
     CHECK_STR(eval(h, "table.concat(R.order, ' ')"), "start now fast nested:n slow done");
     CHECK(eval_int(h, "R.t.fast - R.t0") >= 20);
     CHECK(eval_int(h, "R.t.slow - R.t0") >= 200);
@@ -219,6 +220,38 @@ static void test_tasks(void) {
     /* The shutdown task was the last one alive. */
     CHECK(metric(h, "internal_services_lua_tasks") <= 1);
     env_close(&e);
+}
+
+/* host.config.args reach a command's main module byte for byte (NULs
+ * included), and its host.shutdown reason comes back, capped. */
+static void test_args(void) {
+    size_t before = is_alloc_used();
+    is_loop_t loop;
+    is_lua_t h;
+    CHECK_INT(is_loop_init(&loop), IS_OK);
+    const is_lua_arg_t args[2] = { { "request.json", 12 }, { "a\0b", 3 } };
+    is_lua_opts_t o = { .lua_dir = lua_dir, .main_module = "luahost_test.args", .args = args, .nargs = 2 };
+    char err[512] = "";
+    CHECK_INT(is_lua_init(&h, &loop, &o, err, sizeof err), IS_OK);
+    CHECK(is_lua_exit_reason(&h) == NULL);
+    capture_t cap;
+    capture_begin(&cap);
+    CHECK_INT(is_lua_start(&h, err, sizeof err), IS_OK);
+    CHECK_INT(run_loop(&loop, 2000), 0);
+    capture_end(&cap);
+    free(cap.text);
+    CHECK_INT(eval_int(&h, "R.n"), 2);
+    CHECK_STR(eval(&h, "R.first"), "request.json");
+    CHECK_INT(eval_int(&h, "R.second_len"), 3);
+    CHECK_INT(eval_int(&h, "R.second_nul"), 0);
+    CHECK_INT(is_lua_exit_code(&h), 4);
+    const char *why = is_lua_exit_reason(&h);
+    CHECK(why && strncmp(why, "why:xxx", 7) == 0);
+    CHECK_INT(why ? strlen(why) : 0, 2047);
+    is_lua_stop(&h);
+    is_lua_close(&h);
+    is_loop_close(&loop);
+    CHECK_INT(is_alloc_used(), before);
 }
 
 /* ---- queues ---- */
@@ -401,6 +434,12 @@ static void test_read_scripts(void) {
     CHECK_INT(symlink("..data/p.lua", path), 0);
 
     const char *scripts = "require('luahost_test.scripts')";
+    /* A directory without scripts: an empty list (nothing to sort). */
+    char empty[] = "/tmp/is_luahost_empty_XXXXXX";
+    CHECK(mkdtemp(empty) != NULL);
+    snprintf(expr, sizeof expr, "%s.names('%s')", scripts, empty);
+    CHECK_STR(eval(h, expr), "");
+    rmdir(empty);
     snprintf(expr, sizeof expr, "%s.names('%s')", scripts, dir);
     CHECK_STR(eval(h, expr), "a.lua,b.lua,p.lua");
     snprintf(expr, sizeof expr, "%s.source('%s', 'b.lua')", scripts, dir);
@@ -631,6 +670,7 @@ int main(void) {
     snprintf(lua_dir, sizeof lua_dir, "%s/lua", fixtures ? fixtures : "tests/fixtures");
     size_t start = is_alloc_used();
     RUN(test_tasks);
+    RUN(test_args);
     RUN(test_queue);
     RUN(test_instruction_budget);
     RUN(test_memory_limit);

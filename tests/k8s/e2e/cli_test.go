@@ -47,3 +47,90 @@ func TestCommandLine(t *testing.T) {
 		}
 	}
 }
+
+// check-policies runs a policy directory through the real host, sandbox and
+// limits on a request and config, without any cluster: the worked example
+// of policies/README.md, a policy that does not compile, bad input.
+func TestCheckPolicies(t *testing.T) {
+	root := repoRoot(t)
+	bin := filepath.Join(buildDir(t), "internal-services")
+	example := filepath.Join(root, "policies", "examples", "testing", "fixtures")
+	fixture := func(name string) string { return filepath.Join(example, name+".json") }
+	shipped := filepath.Join(root, "policies")
+
+	broken := t.TempDir()
+	writeTemp(t, broken, "10-ok.lua", "return function() return true end\n")
+	writeTemp(t, broken, "20-broken.lua", "return function(request)\n  if request then\n    return true\nend\n")
+	runaway := t.TempDir()
+	writeTemp(t, runaway, "loop.lua", "return function() while true do end end\n")
+	greedy := t.TempDir()
+	writeTemp(t, greedy, "grow.lua", "return function() local s = 'x' while true do s = s .. s end end\n")
+	writer := t.TempDir()
+	writeTemp(t, writer, "write.lua", "return function(request) request.metadata.namespace = 'tenant-a' return true end\n")
+	context := t.TempDir()
+	writeTemp(t, context, "ns.lua", "return function(r, c, context) return false, 'namespace ' .. context.namespace end\n")
+	notJSON := writeTemp(t, t.TempDir(), "request.json", "{\"metadata\": \n")
+
+	cases := []struct {
+		name   string
+		env    []string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"allowed", nil, []string{"--policy-dir", shipped, fixture("sign-release"), fixture("config")}, 0,
+			"allow (allowlist.lua, git_url.lua)\n", ""},
+		{"off the allow list", nil, []string{"--policy-dir", shipped, fixture("off-the-list"), fixture("config")}, 1,
+			"deny (allowlist.lua): namespace \"tenant-x\" is not in the allow list of InternalServicesConfig internal-services/config\n", ""},
+		{"git URL not allowed", nil, []string{"--policy-dir", shipped, fixture("git-elsewhere"), fixture("config")}, 1,
+			"deny (git_url.lua): ", ""},
+		{"no config", nil, []string{"--policy-dir", shipped, fixture("sign-release")}, 1,
+			"deny (allowlist.lua): InternalServicesConfig internal-services/config not found: no remote namespace is allowed\n", ""},
+		{"instruction budget", nil, []string{"--policy-dir", runaway, fixture("sign-release")}, 1,
+			"deny (loop.lua): policy \"loop.lua\" failed: instruction budget exceeded\n", ""},
+		{"memory cap", nil, []string{"--policy-dir", greedy, fixture("sign-release")}, 1,
+			"deny (grow.lua): policy \"grow.lua\" failed: memory limit exceeded", ""},
+		{"read-only inputs", nil, []string{"--policy-dir", writer, fixture("off-the-list")}, 1,
+			"policy inputs are read-only: cannot set field \"namespace\"", ""},
+		{"namespace from the environment", []string{"SERVICE_NAMESPACE=releng"}, []string{"--policy-dir", context, fixture("sign-release")}, 1,
+			"deny (ns.lua): namespace releng\n", ""},
+		{"namespace flag", []string{"SERVICE_NAMESPACE=releng"}, []string{"--namespace", "ops", "--policy-dir", context, fixture("sign-release")}, 1,
+			"deny (ns.lua): namespace ops\n", ""},
+		{"does not compile", nil, []string{"--policy-dir", broken, fixture("sign-release")}, 2,
+			"", "internal-services check-policies: " + broken + "/20-broken.lua:5: 'end' expected (to close 'function' at line 1) near <eof>\n"},
+		{"no policies", nil, []string{"--policy-dir", t.TempDir(), fixture("sign-release")}, 2,
+			"", "no policy files (*.lua) in "},
+		{"request not JSON", nil, []string{"--policy-dir", shipped, notJSON}, 2,
+			"", "internal-services check-policies: " + notJSON + ": not JSON: "},
+		{"config missing", nil, []string{"--policy-dir", shipped, fixture("sign-release"), "/nonexistent.json"}, 2,
+			"", "internal-services check-policies: /nonexistent.json: No such file or directory\n"},
+		{"no request", nil, []string{"--policy-dir", shipped}, 2,
+			"", "want REQUEST.json and optionally CONFIG.json, got 0 files"},
+		{"unknown option", nil, []string{"--bogus", fixture("sign-release")}, 2, "", "unknown option --bogus"},
+		{"help", nil, []string{"--help"}, 0, "Usage: internal-services check-policies", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"check-policies", "--lua-dir", filepath.Join(root, "lua")}, c.args...)
+			cmd := exec.Command(bin, args...)
+			cmd.Env = append(append(os.Environ(), "SERVICE_NAMESPACE="), c.env...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			_ = cmd.Run()
+			code := cmd.ProcessState.ExitCode()
+			if code != c.code {
+				t.Errorf("exit %d, want %d (stdout %q, stderr %q)", code, c.code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), c.stdout) || (c.stdout == "" && stdout.Len() != 0) {
+				t.Errorf("stdout %q, want %q", stdout.String(), c.stdout)
+			}
+			if !strings.Contains(stderr.String(), c.stderr) || (c.stderr == "" && stderr.Len() != 0) {
+				t.Errorf("stderr %q, want %q", stderr.String(), c.stderr)
+			}
+			if n := strings.Count(stdout.String()+stderr.String(), "\n"); c.name != "help" && n != 1 {
+				t.Errorf("want one line of output, got %d: %q %q", n, stdout.String(), stderr.String())
+			}
+		})
+	}
+}

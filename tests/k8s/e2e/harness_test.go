@@ -124,12 +124,9 @@ func setup(t *testing.T) *env {
 	}
 	_ = os.MkdirAll(e.logDir, 0o755)
 
-	// The controller's RBAC, exactly as shipped in deploy/.
-	e.kubectl(e.remote, "apply", "-f", filepath.Join(e.root, "deploy", "remote", "clusterrole.yaml"),
-		"-f", filepath.Join(e.root, "deploy", "remote", "clusterrolebinding.yaml"))
-	for _, f := range []string{"00-namespace.yaml", "01-serviceaccount.yaml", "02-role.yaml"} {
-		e.kubectl(e.internal, "apply", "-f", filepath.Join(e.root, "deploy", f))
-	}
+	// The controller's RBAC, exactly as shipped: the rendered kustomize bases.
+	e.apply(e.remote, e.kustomize("deploy/remote"))
+	e.apply(e.internal, e.kustomize("deploy/internal"))
 	if e.remoteKubeconfig, err = e.remote.Kubeconfig("internal-services-remote"); err != nil {
 		t.Fatal(err)
 	}

@@ -211,7 +211,8 @@ static int apply_flag(options_t *o, int id, const char *v, int *code) {
     double n;
     int b;
     switch (id) {
-    case O_KUBECONFIG: o->kubeconfig = v; break;
+    /* Empty is unset, as controller-runtime reads it: KUBECONFIG applies. */
+    case O_KUBECONFIG: o->kubeconfig = *v ? v : NULL; break;
     case O_CONTEXT: o->context = v; break;
     case O_REMOTE: o->remote_kubeconfig = v; break;
     case O_REMOTE_CONTEXT: o->remote_context = v; break;
@@ -361,12 +362,15 @@ static int serve(const char *path, is_buf_t *body, const char **type, void *ud) 
     return 404;
 }
 
+/* path is one file (a flag), list a KUBECONFIG list; neither means the
+ * in-cluster service account. */
 static int load_cluster(app_t *app, is_cluster_t *c, const char *name, const char *path,
-                        const char *context) {
+                        const char *list, const char *context) {
     is_kubeconfig_t kc;
-    char err[512];
+    char err[1024];
     int rc;
     if (path) rc = is_kubeconfig_load(&kc, path, context, err, sizeof err);
+    else if (list) rc = is_kubeconfig_load_list(&kc, list, context, err, sizeof err);
     else rc = is_kubeconfig_in_cluster(&kc, NULL, err, sizeof err);
     if (rc != IS_OK) {
         fprintf(stderr, "internal-services: %s cluster: %s\n", name, err);
@@ -390,8 +394,10 @@ int main(int argc, char **argv) {
         .log_level = -1, .log_format = -1, .log_time = IS_LOG_TIME_ISO8601,
     };
     int code = 0;
-    if (!o.kubeconfig) o.kubeconfig = getenv("KUBECONFIG");
     if (parse_options(argc, argv, &o, &code)) return code;
+    /* --kubeconfig names one file; KUBECONFIG may list several. */
+    const char *kubeconfig_list = o.kubeconfig ? NULL : getenv("KUBECONFIG");
+    if (kubeconfig_list && !kubeconfig_list[0]) kubeconfig_list = NULL;
     is_log_set_level(o.log_level);
     is_log_set_format(o.log_format);
     is_log_set_time_encoding(o.log_time);
@@ -429,8 +435,8 @@ int main(int argc, char **argv) {
         code = 1;
         goto out_loop;
     }
-    if (load_cluster(app, &app->internal, "internal", o.kubeconfig, o.context) != IS_OK ||
-        load_cluster(app, &app->remote, "remote", o.remote_kubeconfig, o.remote_context) != IS_OK) {
+    if (load_cluster(app, &app->internal, "internal", o.kubeconfig, kubeconfig_list, o.context) != IS_OK ||
+        load_cluster(app, &app->remote, "remote", o.remote_kubeconfig, NULL, o.remote_context) != IS_OK) {
         code = 1;
         goto out_lua;
     }

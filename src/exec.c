@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -225,6 +226,40 @@ static char **build_env(const is_kubeconfig_t *kc, char *info) {
     return envp;
 }
 
+/* Where command runs from: itself when it names a path, else the first
+ * executable of that name on PATH (Go's exec.LookPath, which client-go
+ * uses). Looked up here, not left to posix_spawnp, so a missing plugin is
+ * always reported as missing. NULL with errno set when there is none. */
+static char *find_executable(const char *command) {
+    if (strchr(command, '/')) {
+        if (access(command, X_OK) != 0) return NULL;
+        char *copy = is_strdup(command);
+        if (!copy) errno = ENOMEM;
+        return copy;
+    }
+    const char *path = getenv("PATH");
+    if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+    size_t clen = strlen(command);
+    for (const char *p = path;; ) {
+        size_t dlen = strcspn(p, ":");
+        size_t n = (dlen ? dlen : 1) + 1 + clen + 1;
+        char *full = is_malloc(n);
+        if (!full) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        /* An empty PATH entry is the current directory. */
+        snprintf(full, n, "%.*s/%s", (int)(dlen ? dlen : 1), dlen ? p : ".", command);
+        struct stat st;
+        if (access(full, X_OK) == 0 && stat(full, &st) == 0 && S_ISREG(st.st_mode)) return full;
+        is_free(full);
+        if (!p[dlen]) break;
+        p += dlen + 1;
+    }
+    errno = ENOENT;
+    return NULL;
+}
+
 static void close_fd(int *fd) {
     if (*fd >= 0) close(*fd);
     *fd = -1;
@@ -341,10 +376,17 @@ int is_exec_start(is_exec_t *x, is_loop_t *loop, const is_kubeconfig_t *kc, long
     is_buf_init(&info);
     int rc = is_buf_appends(&info, "KUBERNETES_EXEC_INFO=");
     if (rc == IS_OK) rc = is_exec_info(kc, &info);
-    char **envp = rc == IS_OK ? build_env(kc, info.data) : NULL;
+    char *program = find_executable(e->command);
+    if (!program && errno != ENOMEM) {
+        is_buf_free(&info);
+        return is_errf(err, errlen, IS_ENOTFOUND, "exec plugin %s: executable not found%s%s", e->command,
+                       e->install_hint ? ": " : "", e->install_hint ? e->install_hint : "");
+    }
+    char **envp = rc == IS_OK && program ? build_env(kc, info.data) : NULL;
     x->api_version__ = is_strdup(e->api_version);
     x->command__ = is_strdup(e->command);
     if (!envp || !x->api_version__ || !x->command__) {
+        is_free(program);
         is_free(envp);
         is_buf_free(&info);
         is_free(x->api_version__);
@@ -363,11 +405,12 @@ int is_exec_start(is_exec_t *x, is_loop_t *loop, const is_kubeconfig_t *kc, long
         posix_spawn_file_actions_adddup2(&fa, out[1], 1) != 0 ||
         posix_spawn_file_actions_adddup2(&fa, errp[1], 2) != 0)
         goto spawn_failed;
-    errno = posix_spawnp(&pid, e->command, &fa, NULL, e->argv, envp);
+    errno = posix_spawn(&pid, program, &fa, NULL, e->argv, envp);
     if (errno != 0) {
         pid = -1;
         goto spawn_failed;
     }
+    is_free(program);
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
     close(errp[1]);
@@ -398,14 +441,12 @@ spawn_failed: {
             if (out[i] >= 0) close(out[i]);
             if (errp[i] >= 0) close(errp[i]);
         }
+        is_free(program);
         is_free(envp);
         is_buf_free(&info);
         is_free(x->api_version__);
         is_free(x->command__);
         x->api_version__ = x->command__ = NULL;
-        if (saved == ENOENT)
-            return is_errf(err, errlen, IS_ENOTFOUND, "exec plugin %s: executable not found%s%s", e->command,
-                        e->install_hint ? ": " : "", e->install_hint ? e->install_hint : "");
         return is_errf(err, errlen, rc, "exec plugin %s: cannot run: %s", e->command, strerror(saved));
     }
 }

@@ -35,6 +35,7 @@ typedef struct is_cluster_s {
     unsigned long cred_gen__;          /* bumped with each new credential */
     struct is_http_req_s *waiting__;   /* requests waiting for the plugin */
     struct is_http_req_s *waiting_tail__;
+    struct is_http_req_s *releasing__; /* the batch being handed on */
     is_timer_t fail_timer__;           /* fails waiting requests when the plugin cannot start */
     char *exec_error__;
 } is_cluster_t;

@@ -57,10 +57,13 @@ void is_cluster_close(is_cluster_t *c) {
     is_exec_cancel(&c->exec__);
     is_timer_stop(&c->fail_timer__);
     /* Requests still waiting belong to owners that are going away too. */
-    while (c->waiting__) {
-        is_http_req_t *r = c->waiting__;
-        c->waiting__ = r->next_waiting;
-        req_free(r);
+    for (int i = 0; i < 2; i++) {
+        is_http_req_t **list = i ? &c->releasing__ : &c->waiting__;
+        while (*list) {
+            is_http_req_t *r = *list;
+            *list = r->next_waiting;
+            req_free(r);
+        }
     }
     is_exec_cred_free(&c->cred__);
     is_free(c->exec_error__);
@@ -321,11 +324,14 @@ static void fail_request(is_http_req_t *r, const char *why) {
 /* Hands every waiting request on: started with the new credential, or
  * failed with why. */
 static void release_waiting(is_cluster_t *c, const char *why) {
-    is_http_req_t *list = c->waiting__;
+    /* The batch stays reachable from c, so a callback that cancels a
+     * request of it unlinks it instead of leaving it here freed; requests
+     * made by the callbacks wait for the next run. */
+    c->releasing__ = c->waiting__;
     c->waiting__ = c->waiting_tail__ = NULL;
-    while (list) {
-        is_http_req_t *r = list;
-        list = r->next_waiting;
+    while (c->releasing__) {
+        is_http_req_t *r = c->releasing__;
+        c->releasing__ = r->next_waiting;
         r->next_waiting = NULL;
         r->waiting = 0;
         if (why) {
@@ -395,16 +401,21 @@ static void wait_for_cred(is_http_req_t *r) {
     is_timer_start(&c->fail_timer__, 0);
 }
 
-static void unlink_waiting(is_http_req_t *r) {
-    is_cluster_t *c = r->cluster;
-    is_http_req_t **p = &c->waiting__, *prev = NULL;
+static int unlink_from(is_http_req_t **head, is_http_req_t **tail, is_http_req_t *r) {
+    is_http_req_t **p = head, *prev = NULL;
     while (*p && *p != r) {
         prev = *p;
         p = &(*p)->next_waiting;
     }
-    if (!*p) return;
+    if (!*p) return 0;
     *p = r->next_waiting;
-    if (c->waiting_tail__ == r) c->waiting_tail__ = prev;
+    if (tail && *tail == r) *tail = prev;
+    return 1;
+}
+
+static void unlink_waiting(is_http_req_t *r) {
+    is_cluster_t *c = r->cluster;
+    if (!unlink_from(&c->waiting__, &c->waiting_tail__, r)) unlink_from(&c->releasing__, NULL, r);
     r->waiting = 0;
 }
 

@@ -307,6 +307,19 @@ static void on_response(is_http_req_t *req, const is_http_result_t *res, void *u
     snprintf(g->error, sizeof g->error, "%s", res->error ? res->error : "");
 }
 
+/* Answers like on_response, then cancels another request. */
+typedef struct {
+    got_t got;
+    is_http_req_t *other;
+} canceller_t;
+
+static void on_response_cancel(is_http_req_t *req, const is_http_result_t *res, void *ud) {
+    canceller_t *k = ud;
+    on_response(req, res, &k->got);
+    if (k->other) is_http_cancel(k->other);
+    k->other = NULL;
+}
+
 static void get(is_loop_t *loop, is_cluster_t *c, int n, got_t *g) {
     is_http_opts_t o = { .method = "GET", .path = "/api", .timeout_ms = 5000 };
     memset(g, 0, (size_t)n * sizeof *g);
@@ -405,6 +418,17 @@ static void test_requests(void) {
     CHECK(contains(g[0].error, "GET http://127.0.0.1:"));
     CHECK(contains(g[0].error, "cred.sh: exit status 1: no session"));
     CHECK_INT(never.done, 0);
+
+    /* A failure callback may cancel another request of the same batch. */
+    canceller_t k = { { 0 }, NULL };
+    got_t spared = { 0 };
+    CHECK_INT(is_http_request(&c, &o, on_response_cancel, &k, NULL), IS_OK);
+    CHECK_INT(is_http_request(&c, &o, on_response, &spared, &k.other), IS_OK);
+    for (int i = 0; i < 500 && !k.got.done; i++) is_loop_run_once(&loop, 10);
+    CHECK_INT(k.got.done, 1);
+    CHECK(contains(k.got.error, "no session"));
+    for (int i = 0; i < 5; i++) is_loop_run_once(&loop, 10);
+    CHECK_INT(spared.done, 0);
     is_cluster_close(&c);
 
     /* One that cannot start fails from the loop, not inside the call. */

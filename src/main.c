@@ -314,9 +314,10 @@ static int parse_options(int argc, char **argv, options_t *o, int *code) {
         fprintf(stderr, "internal-services: --leader-renew-deadline must be shorter than --lease-duration\n");
         return 1;
     }
-    if (o->retry_period >= o->renew_deadline) {
-        fprintf(stderr, "internal-services: --leader-elector-retry-period must be shorter than "
-                        "--leader-renew-deadline\n");
+    /* client-go's own check: a renewal must have room for a jittered retry. */
+    if (o->renew_deadline <= 1.2 * o->retry_period) {
+        fprintf(stderr, "internal-services: --leader-renew-deadline must be longer than 1.2 times "
+                        "--leader-elector-retry-period\n");
         return 1;
     }
     /* Development mode is zap's: console lines at debug level; a level or

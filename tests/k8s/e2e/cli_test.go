@@ -43,6 +43,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"--zap-time-encoding=unix", "-remote-cluster-config-file", "x"}, 2, `invalid value "unix" for --zap-time-encoding`},
 		{[]string{"--lease-duration=90", "-remote-cluster-config-file", "x"}, 2, `invalid value "90" for --lease-duration`},
 		{[]string{"--lease-duration=9s", "-remote-cluster-config-file", "x"}, 2, "--leader-renew-deadline must be shorter than --lease-duration"},
+		{[]string{"--leader-elector-retry-period=9s", "-remote-cluster-config-file", "x"}, 2, "--leader-renew-deadline must be longer than 1.2 times --leader-elector-retry-period"},
 		{[]string{"-zap-devel", "-zap-encoder=json", "--zap-log-level=2", "-zap-stacktrace-level=panic", "-zap-time-encoding=rfc3339nano",
 			"--lease-duration=1m30s", "--leader-renew-deadline=60s", "--leader-elector-retry-period=10s", "--leader-elect=true",
 			"-remote-cluster-config-file", "x", "--kubeconfig=/nonexistent"}, 1, "kubeconfig /nonexistent: cannot read"},

@@ -65,7 +65,7 @@ static const char usage[] =
     "\n"
     "Options:\n"
     "  --kubeconfig PATH                   internal cluster (default: $KUBECONFIG, a list\n"
-    "                                      separated by \":\", else in-cluster)\n"
+    "                                      separated by \":\", else in-cluster, else ~/.kube/config)\n"
     "  --context NAME                      context in --kubeconfig (default: current-context)\n"
     "  --remote-cluster-config-file PATH   kubeconfig of the remote cluster (required)\n"
     "  --remote-context NAME               context in the remote kubeconfig\n"
@@ -365,15 +365,23 @@ static int serve(const char *path, is_buf_t *body, const char **type, void *ud) 
 }
 
 /* path is one file (a flag), list a KUBECONFIG list; neither means the
- * in-cluster service account. */
+ * in-cluster service account, or outside a cluster ~/.kube/config, in
+ * controller-runtime's order. */
 static int load_cluster(app_t *app, is_cluster_t *c, const char *name, const char *path,
                         const char *list, const char *context) {
     is_kubeconfig_t kc;
-    char err[1024];
+    char err[1024], home_config[4096];
     int rc;
+    const char *home = getenv("HOME");
     if (path) rc = is_kubeconfig_load(&kc, path, context, err, sizeof err);
     else if (list) rc = is_kubeconfig_load_list(&kc, list, context, err, sizeof err);
     else rc = is_kubeconfig_in_cluster(&kc, NULL, err, sizeof err);
+    if (rc == IS_ENOTFOUND && !path && !list && home && home[0] &&
+        (size_t)snprintf(home_config, sizeof home_config, "%s/.kube/config", home) < sizeof home_config &&
+        access(home_config, F_OK) == 0) {
+        is_kubeconfig_free(&kc);
+        rc = is_kubeconfig_load(&kc, home_config, context, err, sizeof err);
+    }
     if (rc != IS_OK) {
         fprintf(stderr, "internal-services: %s cluster: %s\n", name, err);
         is_kubeconfig_free(&kc);

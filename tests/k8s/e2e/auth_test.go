@@ -138,4 +138,37 @@ users:
 	if n := strings.Count(string(rec), "\n"); n != 1 {
 		t.Errorf("the internal plugin ran %d times, want once", n)
 	}
+	c.stop(t)
+
+	// Neither --kubeconfig nor KUBECONFIG, and not in a cluster:
+	// ~/.kube/config, as controller-runtime falls back to it.
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".kube"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(internalCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".kube", "config"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	t.Setenv("KUBECONFIG", "")
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	c = e.startController("home-kubeconfig", "--kubeconfig=", "--remote-cluster-config-file", remoteCfg)
+	e.create(request{ns: "tenant-a", name: "via-home", refParams: clusterRef("sign-release")})
+	e.waitRequest("tenant-a", "via-home", "success", 60*time.Second, hasCondition("True", "Succeeded"), c)
+	if n := strings.Count(readFile(t, internalRecord), "\n"); n != 2 {
+		t.Errorf("the internal plugin ran %d times in all, want twice (once per controller)", n)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -7,6 +7,8 @@
 #ifndef IS_ERR_H
 #define IS_ERR_H
 
+#include <stddef.h>
+
 enum {
     IS_OK = 0,
     IS_ENOMEM = -1,    /* an allocation failed */
@@ -23,5 +25,9 @@ enum {
 
 /* A short, static, human-readable name for a status code. */
 const char *is_strerror(int err);
+/* Writes one sentence to err (when err and errlen are set) and returns
+ * code, so a failure reads "return is_errf(err, len, IS_EIO, ...)". */
+int is_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

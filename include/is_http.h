@@ -4,13 +4,19 @@
  * requests share the loop's multi handle, so connections are reused. TLS
  * material goes to libcurl as in-memory blobs. A 401 makes the cluster re-read
  * its token file and retry the request once, because bound service-account
- * tokens rotate under a running process. */
+ * tokens rotate under a running process.
+ *
+ * A user with an exec credential plugin gets its credential before the
+ * first request; requests wait (on the loop, never blocking it) while the
+ * plugin runs, the credential is kept until its expirationTimestamp, and a
+ * 401 runs the plugin again and retries once, as client-go does. */
 #ifndef IS_HTTP_H
 #define IS_HTTP_H
 
 #include <stddef.h>
 #include <curl/curl.h>
 #include "is_buf.h"
+#include "is_exec.h"
 #include "is_kstatus.h"
 #include "is_kubeconfig.h"
 #include "is_loop.h"
@@ -22,6 +28,16 @@ typedef struct is_cluster_s {
     long connect_timeout_ms;
     unsigned long requests; /* counters for metrics */
     unsigned long failures;
+    long exec_timeout_ms;   /* bound on one run of the exec plugin */
+    is_exec_t exec__;       /* the plugin, when kc.exec is set */
+    is_exec_cred_t cred__;  /* its last credential */
+    int have_cred__;
+    unsigned long cred_gen__;          /* bumped with each new credential */
+    struct is_http_req_s *waiting__;   /* requests waiting for the plugin */
+    struct is_http_req_s *waiting_tail__;
+    struct is_http_req_s *releasing__; /* the batch being handed on */
+    is_timer_t fail_timer__;           /* fails waiting requests when the plugin cannot start */
+    char *exec_error__;
 } is_cluster_t;
 
 typedef struct is_http_req_s is_http_req_t;

@@ -21,7 +21,8 @@ typedef struct is_httpd_s {
 } is_httpd_t;
 
 /* addr is "[host]:port" as controller-runtime's flags take it (":8080",
- * "127.0.0.1:0"); "0" disables the server (IS_OK, nothing started). */
+ * "127.0.0.1:0", "[::1]:8080", "[::]:8080"; ":port" and "[::]" listen on
+ * IPv6 and IPv4 alike); "0" disables the server (IS_OK, nothing started). */
 int is_httpd_start(is_httpd_t *s, is_loop_t *loop, const char *addr, is_httpd_handler handler,
                    void *ud, char *err, size_t errlen);
 /* The bound port (useful with port 0), or 0 when not running. */

@@ -15,6 +15,19 @@ typedef struct is_blob_s {
     size_t len;
 } is_blob_t;
 
+enum { IS_EXEC_NEVER = 0, IS_EXEC_IF_AVAILABLE, IS_EXEC_ALWAYS };
+
+/* A user's exec credential plugin (client.authentication.k8s.io). */
+typedef struct is_kubeconfig_exec_s {
+    char *api_version;    /* client.authentication.k8s.io/v1 or /v1beta1 */
+    char *command;        /* NULL when the user has no plugin */
+    char **argv;          /* command, then args; NULL-terminated */
+    char **env;           /* "NAME=value" added to ours; NULL-terminated */
+    int interactive_mode; /* IS_EXEC_*; v1beta1 defaults to IfAvailable */
+    int provide_cluster_info;
+    char *install_hint;
+} is_kubeconfig_exec_t;
+
 typedef struct is_kubeconfig_s {
     char *context;        /* the context used; NULL for in-cluster */
     char *server;         /* "https://host:port", no trailing slash */
@@ -26,6 +39,8 @@ typedef struct is_kubeconfig_s {
     char *token;          /* bearer token; NULL when none */
     char *token_file;     /* when set, the token is re-read from here */
     char *namespace;      /* context namespace; NULL when unset */
+    char *proxy_url;      /* cluster proxy-url; NULL when unset */
+    is_kubeconfig_exec_t exec;
     long long token_mtime__; /* internal: token_file mtime at last read (ns) */
     long long token_size__;  /* internal: token_file size at last read */
 } is_kubeconfig_t;
@@ -36,6 +51,13 @@ typedef struct is_kubeconfig_s {
  * struct is zeroed first; call is_kubeconfig_free in every case. */
 int is_kubeconfig_load(is_kubeconfig_t *kc, const char *path,
                        const char *context, char *err, size_t errlen);
+/* KUBECONFIG: a colon-separated list merged as client-go merges it. Empty
+ * entries, repeats and files that do not exist are skipped; every map entry
+ * (cluster, user, context) and current-context come from the first file
+ * that sets them; each entry's file references resolve against its own
+ * file's directory. IS_EIO when no file of the list exists. */
+int is_kubeconfig_load_list(is_kubeconfig_t *kc, const char *paths,
+                            const char *context, char *err, size_t errlen);
 /* Same, from YAML text in memory (the remote kubeconfig read from a Secret).
  * Relative file references resolve against base_dir (may be NULL). */
 int is_kubeconfig_parse(is_kubeconfig_t *kc, const char *yaml, size_t len,

@@ -35,6 +35,9 @@ typedef struct is_lua_opts_s {
     const char *namespace;      /* host.config.namespace */
     int leader_elect;
     const char *leader_election_id;
+    double lease_duration;      /* seconds; 0 = the elector's default */
+    double renew_deadline;
+    double retry_period;
     const char *identity;       /* this process, for leader election */
     double deadline_grace;      /* host.config.deadline_grace, seconds */
     double default_timeout;     /* host.config.default_timeout, seconds */

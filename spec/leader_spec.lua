@@ -139,14 +139,53 @@ describe("leader election", function()
         assert.equal(T0 + 16, state.started_at)
     end)
 
-    it("renews every 5 s while leading", function()
+    it("renews every retry period (2 s) while leading, as client-go does", function()
         local step, state = runner(elector("pod-a"))
         step()
         assert.equal(1, state.started)
         step()
-        assert.equal(T0 + 10, clock)
-        assert.equal("2026-11-23T10:00:05.000000Z", lease().spec.renewTime)
+        assert.equal(T0 + 4, clock)
+        assert.equal("2026-11-23T10:00:02.000000Z", lease().spec.renewTime)
         assert.is_nil(state.stopped)
+    end)
+
+    it("names the existing controller's Lease by default", function()
+        assert.equal("b548bb9d.redhat.com", leader.DEFAULT_NAME)
+    end)
+
+    it("takes a Lease whose record has no duration at once, as client-go does", function()
+        api:put("internal", LEASE, {
+            apiVersion = "coordination.k8s.io/v1", kind = "Lease",
+            metadata = { namespace = "internal-services", name = "internal-services-leader" },
+            spec = { holderIdentity = "go-pod", leaseTransitions = 3 },
+        })
+        assert.is_true(elector("pod-b"):try_acquire_or_renew())
+        assert.equal("pod-b", lease().spec.holderIdentity)
+        assert.equal(4, lease().spec.leaseTransitions)
+    end)
+
+    it("honours the holder's leaseDurationSeconds, not its own", function()
+        assert.is_true(elector("go-pod", { lease_duration = 90, renew_deadline = 60 }):try_acquire_or_renew())
+        assert.equal(90, lease().spec.leaseDurationSeconds)
+        local b = elector("pod-b")
+        assert.is_false(b:try_acquire_or_renew())
+        clock = clock + 60
+        assert.is_false(b:try_acquire_or_renew())
+        clock = clock + 31
+        assert.is_true(b:try_acquire_or_renew())
+        assert.equal(15, lease().spec.leaseDurationSeconds)
+    end)
+
+    it("restarts its expiry clock whenever the holder renews", function()
+        local a, b = elector("pod-a"), elector("pod-b")
+        assert.is_true(a:try_acquire_or_renew())
+        assert.is_false(b:try_acquire_or_renew())
+        for _ = 1, 5 do
+            clock = clock + 10
+            assert.is_true(a:try_acquire_or_renew())
+            assert.is_false(b:try_acquire_or_renew())
+        end
+        assert.equal("pod-a", lease().spec.holderIdentity)
     end)
 
     it("gives up leadership when renewals fail past the renew deadline", function()
@@ -183,13 +222,13 @@ describe("leader election", function()
         local started, stopped = 0, nil
         local function on_started() started = started + 1 end
         local function on_stopped(why) stopped = why end
-        assert.equal(5, e:tick(on_started, on_stopped))
+        assert.equal(2, e:tick(on_started, on_stopped))
         assert.equal(1, started)
-        clock = clock + 5
+        clock = clock + 2
         api:inject({ verb = "update", resource = "leases", respond = { code = 409, reason = "Conflict" } })
         assert.equal(2, e:tick(on_started, on_stopped))
         clock = clock + 2
-        assert.equal(5, e:tick(on_started, on_stopped))
+        assert.equal(2, e:tick(on_started, on_stopped))
         assert.equal(1, started)
         assert.is_nil(stopped)
     end)

@@ -1,5 +1,8 @@
-/* Names of the status codes in is_err.h, for log lines. */
+/* Names of the status codes in is_err.h, for log lines, and error sentences. */
 #include "is_err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 
 const char *is_strerror(int err) {
     switch (err) {
@@ -18,4 +21,14 @@ const char *is_strerror(int err) {
     /* Callbacks may return their own non-zero codes through our APIs, so an
      * unknown value is not a bug worth crashing on. */
     return "unknown error";
+}
+
+int is_errf(char *err, size_t errlen, int code, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
 }

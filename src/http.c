@@ -3,9 +3,16 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "is_alloc.h"
 #include "is_err.h"
+#include "is_log.h"
+
+/* client-go sets no bound; a controller must not wait forever on one. */
+#define EXEC_TIMEOUT_MS 30000
+
+static void on_exec_start_failed(is_timer_t *t);
 
 struct is_http_req_s {
     is_cluster_t *cluster;
@@ -24,6 +31,9 @@ struct is_http_req_s {
     is_buf_t body;
     long code;               /* known once the first body byte arrives */
     int retried_unauthorized;
+    unsigned long cred_gen;  /* the exec credential this attempt used */
+    is_http_req_t *next_waiting; /* in cluster->waiting__ */
+    int waiting;
     int write_failed;        /* IS_ENOMEM while buffering */
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -36,10 +46,27 @@ int is_cluster_init(is_cluster_t *c, is_loop_t *loop, const char *name, is_kubec
     c->kc = *kc;
     memset(kc, 0, sizeof *kc);
     c->connect_timeout_ms = 10000;
+    c->exec_timeout_ms = EXEC_TIMEOUT_MS;
+    is_timer_init(loop, &c->fail_timer__, on_exec_start_failed, c);
     return IS_OK;
 }
 
+static void req_free(is_http_req_t *r);
+
 void is_cluster_close(is_cluster_t *c) {
+    is_exec_cancel(&c->exec__);
+    is_timer_stop(&c->fail_timer__);
+    /* Requests still waiting belong to owners that are going away too. */
+    for (int i = 0; i < 2; i++) {
+        is_http_req_t **list = i ? &c->releasing__ : &c->waiting__;
+        while (*list) {
+            is_http_req_t *r = *list;
+            *list = r->next_waiting;
+            req_free(r);
+        }
+    }
+    is_exec_cred_free(&c->cred__);
+    is_free(c->exec_error__);
     is_free(c->name);
     is_kubeconfig_free(&c->kc);
     memset(c, 0, sizeof *c);
@@ -83,10 +110,17 @@ static int append_header(struct curl_slist **list, const char *name, const char 
     return IS_OK;
 }
 
+/* The bearer token: the exec plugin's when it gave one, else the
+ * kubeconfig's. */
+static const char *current_token(const is_cluster_t *c) {
+    if (c->have_cred__) return c->cred__.token;
+    return c->kc.token;
+}
+
 /* (Re)builds the headers: the Authorization header changes when the token
- * file is re-read. */
+ * file is re-read or the exec plugin hands out a new credential. */
 static int build_headers(is_http_req_t *r) {
-    const is_kubeconfig_t *kc = &r->cluster->kc;
+    const char *token = current_token(r->cluster);
     curl_slist_free_all(r->headers);
     r->headers = NULL;
     if (append_header(&r->headers, "Accept", "application/json") != IS_OK) return IS_ENOMEM;
@@ -95,10 +129,10 @@ static int build_headers(is_http_req_t *r) {
     if (r->req_body && append_header(&r->headers, "Content-Type",
                                      r->content_type ? r->content_type : "application/json") != IS_OK)
         return IS_ENOMEM;
-    if (kc->token && kc->token[0]) {
+    if (token && token[0]) {
         is_buf_t v;
         is_buf_init(&v);
-        int rc = is_buf_printf(&v, "Bearer %s", kc->token);
+        int rc = is_buf_printf(&v, "Bearer %s", token);
         if (rc == IS_OK) rc = append_header(&r->headers, "Authorization", v.data);
         is_buf_free(&v);
         if (rc != IS_OK) return rc;
@@ -113,6 +147,9 @@ static int build_headers(is_http_req_t *r) {
 
 static int setup_easy(is_http_req_t *r) {
     const is_kubeconfig_t *kc = &r->cluster->kc;
+    const is_cluster_t *c = r->cluster;
+    const is_blob_t *cert = c->have_cred__ && c->cred__.cert.data ? &c->cred__.cert : &kc->client_cert;
+    const is_blob_t *key = c->have_cred__ && c->cred__.key.data ? &c->cred__.key : &kc->client_key;
     CURL *e = r->easy;
     CURLcode rc = CURLE_OK;
     struct curl_blob blob;
@@ -129,6 +166,9 @@ static int setup_easy(is_http_req_t *r) {
     SET(CURLOPT_ACCEPT_ENCODING, "");
     SET(CURLOPT_HTTPHEADER, r->headers);
     if (r->connect_to) SET(CURLOPT_CONNECT_TO, r->connect_to);
+    /* kubeconfig proxy-url; without it libcurl honours HTTPS_PROXY and
+     * NO_PROXY as client-go does. */
+    if (kc->proxy_url) SET(CURLOPT_PROXY, kc->proxy_url);
     if (strcmp(r->method, "GET") != 0) SET(CURLOPT_CUSTOMREQUEST, r->method);
     if (r->req_body) {
         SET(CURLOPT_POSTFIELDS, r->req_body);
@@ -144,16 +184,16 @@ static int setup_easy(is_http_req_t *r) {
         blob.flags = CURL_BLOB_COPY;
         SET(CURLOPT_CAINFO_BLOB, &blob);
     }
-    if (kc->client_cert.data) {
-        blob.data = kc->client_cert.data;
-        blob.len = kc->client_cert.len;
+    if (cert->data) {
+        blob.data = cert->data;
+        blob.len = cert->len;
         blob.flags = CURL_BLOB_COPY;
         SET(CURLOPT_SSLCERT_BLOB, &blob);
         SET(CURLOPT_SSLCERTTYPE, "PEM");
     }
-    if (kc->client_key.data) {
-        blob.data = kc->client_key.data;
-        blob.len = kc->client_key.len;
+    if (key->data) {
+        blob.data = key->data;
+        blob.len = key->len;
         blob.flags = CURL_BLOB_COPY;
         SET(CURLOPT_SSLKEY_BLOB, &blob);
         SET(CURLOPT_SSLKEYTYPE, "PEM");
@@ -192,37 +232,49 @@ static int start_transfer(is_http_req_t *r) {
     return rc;
 }
 
-static void finish(is_http_req_t *r, CURLcode result) {
+/* Reports a request that got no HTTP answer: code 0, a Status with reason
+ * and the one-line error "<prefix><method> <url>: <detail>". */
+static void fail_without_response(is_http_req_t *r, CURLcode result, const char *reason,
+                                  const char *prefix, const char *detail) {
     is_http_result_t res;
     is_kstatus_t status;
     is_buf_t err;
     memset(&res, 0, sizeof res);
     memset(&status, 0, sizeof status);
     is_buf_init(&err);
-
-    if (r->code == 0) curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->code);
     res.curl_code = result;
     res.body = r->body.data ? r->body.data : "";
     res.body_len = r->body.len;
+    if (is_buf_printf(&err, "%s%s %s: %s", prefix, r->method, r->url, detail) == IS_OK)
+        res.error = err.data;
+    else
+        res.error = "out of memory";
+    status.reason = (char *)reason;
+    status.message = (char *)res.error;
+    res.status = &status;
+    r->cluster->failures++;
+    r->done(r, &res, r->ud);
+    is_buf_free(&err);
+}
 
+static void finish(is_http_req_t *r, CURLcode result) {
+    is_http_result_t res;
+    is_kstatus_t status;
+    is_buf_t err;
+    if (r->code == 0) curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->code);
     if (result != CURLE_OK && !(r->code >= 400 && !r->write_failed)) {
         int tls = is_tls_error(result);
         const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(result);
         if (r->write_failed) detail = "out of memory while buffering the response";
-        res.code = 0;
-        if (is_buf_printf(&err, "%s%s %s: %s", tls ? "TLS: " : "", r->method, r->url, detail) == IS_OK)
-            res.error = err.data;
-        else
-            res.error = "out of memory";
-        status.code = 0;
-        status.reason = (char *)(tls ? "TLSError" : "TransportError");
-        status.message = (char *)res.error;
-        res.status = &status;
-        r->cluster->failures++;
-        r->done(r, &res, r->ud);
-        is_buf_free(&err);
+        fail_without_response(r, result, tls ? "TLSError" : "TransportError", tls ? "TLS: " : "", detail);
         return;
     }
+    memset(&res, 0, sizeof res);
+    memset(&status, 0, sizeof status);
+    is_buf_init(&err);
+    res.curl_code = result;
+    res.body = r->body.data ? r->body.data : "";
+    res.body_len = r->body.len;
 
     res.code = r->code;
     if (r->code >= 400) {
@@ -241,16 +293,159 @@ static void finish(is_http_req_t *r, CURLcode result) {
     is_buf_free(&err);
 }
 
+/* ---- exec credential plugin ---- */
+
+static long long wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A request may go out now: no plugin, or its credential is unexpired. */
+static int cred_ready(const is_cluster_t *c) {
+    if (!c->kc.exec.command) return 1;
+    return c->have_cred__ && (!c->cred__.expires_ms || wall_ms() < c->cred__.expires_ms);
+}
+
+/* Sets the (possibly new) credentials on r and starts it. */
+static int launch(is_http_req_t *r) {
+    int rc = build_headers(r);
+    if (rc == IS_OK) rc = setup_easy(r);
+    r->cred_gen = r->cluster->cred_gen__;
+    return rc == IS_OK ? start_transfer(r) : rc;
+}
+
+/* Ends r without a response: the plugin could not give a credential. */
+static void fail_request(is_http_req_t *r, const char *why) {
+    fail_without_response(r, CURLE_LOGIN_DENIED, "ExecPluginError", "", why);
+    req_free(r);
+}
+
+/* Hands every waiting request on: started with the new credential, or
+ * failed with why. */
+static void release_waiting(is_cluster_t *c, const char *why) {
+    /* The batch stays reachable from c, so a callback that cancels a
+     * request of it unlinks it instead of leaving it here freed; requests
+     * made by the callbacks wait for the next run. */
+    c->releasing__ = c->waiting__;
+    c->waiting__ = c->waiting_tail__ = NULL;
+    while (c->releasing__) {
+        is_http_req_t *r = c->releasing__;
+        c->releasing__ = r->next_waiting;
+        r->next_waiting = NULL;
+        r->waiting = 0;
+        if (why) {
+            fail_request(r, why);
+        } else if (launch(r) != IS_OK) {
+            fail_request(r, "cannot start the request");
+        }
+    }
+}
+
+static void on_cred(is_exec_t *x, int status, is_exec_cred_t *cred, const char *why, void *ud) {
+    is_cluster_t *c = ud;
+    (void)x;
+    is_buf_t f;
+    is_buf_init(&f);
+    is_buf_printf(&f, "\"cluster\":\"%s\"", c->name);
+    if (status != IS_OK) {
+        is_buf_appends(&f, ",\"error\":");
+        is_buf_append_jsonstr(&f, why, strlen(why));
+        is_log_write(IS_LOG_ERROR, "exec credential plugin failed", f.data);
+        is_buf_free(&f);
+        release_waiting(c, why);
+        return;
+    }
+    is_exec_cred_free(&c->cred__);
+    c->cred__ = *cred;
+    memset(cred, 0, sizeof *cred);
+    c->have_cred__ = 1;
+    c->cred_gen__++;
+    is_buf_printf(&f, ",\"kind\":\"%s\",\"expires_in_s\":%lld", c->cred__.token ? "token" : "certificate",
+                  c->cred__.expires_ms ? (c->cred__.expires_ms - wall_ms()) / 1000 : -1);
+    is_log_write(IS_LOG_INFO, "exec credential plugin gave a credential", f.data);
+    is_buf_free(&f);
+    release_waiting(c, NULL);
+}
+
+static void on_exec_start_failed(is_timer_t *t) {
+    is_cluster_t *c = t->data;
+    char *why = c->exec_error__;
+    c->exec_error__ = NULL;
+    is_buf_t f;
+    is_buf_init(&f);
+    is_buf_printf(&f, "\"cluster\":\"%s\",\"error\":", c->name);
+    is_buf_append_jsonstr(&f, why ? why : "out of memory", why ? strlen(why) : 13);
+    is_log_write(IS_LOG_ERROR, "exec credential plugin failed", f.data);
+    is_buf_free(&f);
+    release_waiting(c, why ? why : "exec plugin: out of memory");
+    is_free(why);
+}
+
+/* Parks r until the plugin answers, starting it unless it runs already. A
+ * plugin that cannot even start fails r from the loop, like any other
+ * failure, so the caller's done callback is never re-entered. */
+static void wait_for_cred(is_http_req_t *r) {
+    is_cluster_t *c = r->cluster;
+    r->waiting = 1;
+    r->next_waiting = NULL;
+    if (c->waiting_tail__) c->waiting_tail__->next_waiting = r;
+    else c->waiting__ = r;
+    c->waiting_tail__ = r;
+    if (is_exec_running(&c->exec__) || is_timer_active(&c->fail_timer__)) return;
+    char why[1024];
+    if (is_exec_start(&c->exec__, c->loop, &c->kc, c->exec_timeout_ms, on_cred, c, why, sizeof why) == IS_OK)
+        return;
+    is_free(c->exec_error__);
+    c->exec_error__ = is_strdup(why);
+    is_timer_start(&c->fail_timer__, 0);
+}
+
+static int unlink_from(is_http_req_t **head, is_http_req_t **tail, is_http_req_t *r) {
+    is_http_req_t **p = head, *prev = NULL;
+    while (*p && *p != r) {
+        prev = *p;
+        p = &(*p)->next_waiting;
+    }
+    if (!*p) return 0;
+    *p = r->next_waiting;
+    if (tail && *tail == r) *tail = prev;
+    return 1;
+}
+
+static void unlink_waiting(is_http_req_t *r) {
+    is_cluster_t *c = r->cluster;
+    if (!unlink_from(&c->waiting__, &c->waiting_tail__, r)) unlink_from(&c->releasing__, NULL, r);
+    r->waiting = 0;
+}
+
 static void on_transfer_done(CURL *easy, CURLcode result, void *data) {
     is_http_req_t *r = data;
+    is_cluster_t *c = r->cluster;
     (void)easy;
     if (r->code == 0) curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->code);
+    /* A 401 with a plugin's credential: the credential was revoked or
+     * expired early. Run the plugin again (once for every request that
+     * used the same credential) and retry once. */
+    if (r->code == 401 && !r->retried_unauthorized && c->kc.exec.command) {
+        r->retried_unauthorized = 1;
+        if (r->cred_gen == c->cred_gen__ && c->have_cred__) {
+            is_exec_cred_free(&c->cred__);
+            c->have_cred__ = 0;
+        }
+        if (cred_ready(c)) {
+            if (launch(r) == IS_OK) return;
+        } else {
+            wait_for_cred(r);
+            return;
+        }
+    }
     /* A rotated service-account token shows up as one 401: re-read the file
      * and try once more before reporting the failure. */
-    if (r->code == 401 && !r->retried_unauthorized && r->cluster->kc.token_file) {
+    if (r->code == 401 && !r->retried_unauthorized && c->kc.token_file) {
         int changed = 0;
         r->retried_unauthorized = 1;
-        if (is_kubeconfig_refresh_token(&r->cluster->kc, &changed) == IS_OK &&
+        if (is_kubeconfig_refresh_token(&c->kc, &changed) == IS_OK &&
             build_headers(r) == IS_OK &&
             curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers) == CURLE_OK &&
             start_transfer(r) == IS_OK)
@@ -331,9 +526,11 @@ int is_http_request(is_cluster_t *c, const is_http_opts_t *o, is_http_done_cb do
     }
     r->easy = curl_easy_init();
     if (!r->easy) goto fail;
-    if ((rc = build_headers(r)) != IS_OK) goto fail;
-    if ((rc = setup_easy(r)) != IS_OK) goto fail;
-    if ((rc = start_transfer(r)) != IS_OK) goto fail;
+    if (!cred_ready(c)) {
+        wait_for_cred(r);
+    } else if ((rc = launch(r)) != IS_OK) {
+        goto fail;
+    }
     if (out) *out = r;
     return IS_OK;
 fail:
@@ -344,6 +541,7 @@ fail:
 
 void is_http_cancel(is_http_req_t *r) {
     if (!r) return;
-    is_loop_remove_transfer(r->cluster->loop, r->easy);
+    if (r->waiting) unlink_waiting(r);
+    else is_loop_remove_transfer(r->cluster->loop, r->easy);
     req_free(r);
 }

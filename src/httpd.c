@@ -57,15 +57,13 @@ static void on_tick(is_timer_t *t) {
     is_timer_start(&s->tick__, 1000);
 }
 
-int is_httpd_start(is_httpd_t *s, is_loop_t *loop, const char *addr, is_httpd_handler handler,
-                   void *ud, char *err, size_t errlen) {
-    memset(s, 0, sizeof *s);
-    s->loop__ = loop;
-    s->handler = handler;
-    s->ud = ud;
-    s->fd__ = -1;
-    if (!addr || strcmp(addr, "0") == 0) return IS_OK;
-
+/* "[host]:port" as Go writes it: "", "localhost", an IPv4 address or a
+ * bracketed IPv6 one ("[::1]:8080"). "[::]" and "" listen on both stacks,
+ * as Go does. */
+static int parse_addr(const char *addr, struct sockaddr_storage *ss, unsigned int *flags,
+                      char *err, size_t errlen) {
+    memset(ss, 0, sizeof *ss);
+    *flags = 0;
     const char *colon = strrchr(addr, ':');
     if (!colon) {
         snprintf(err, errlen, "bind address %s: expected [host]:port", addr);
@@ -77,25 +75,84 @@ int is_httpd_start(is_httpd_t *s, is_loop_t *loop, const char *addr, is_httpd_ha
         snprintf(err, errlen, "bind address %s: bad port", addr);
         return IS_EINVAL;
     }
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)port);
-    char host[256];
+    char host[INET6_ADDRSTRLEN + 2];
     size_t hlen = (size_t)(colon - addr);
-    if (hlen >= sizeof host) hlen = sizeof host - 1;
-    memcpy(host, addr, hlen);
-    host[hlen] = 0;
-    if (hlen == 0) sin.sin_addr.s_addr = htonl(INADDR_ANY);
-    else if (strcmp(host, "localhost") == 0) sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    else if (inet_pton(AF_INET, host, &sin.sin_addr) != 1) {
-        snprintf(err, errlen, "bind address %s: %s is not an IPv4 address", addr, host);
+    if (hlen >= sizeof host) {
+        snprintf(err, errlen, "bind address %s: bad host", addr);
         return IS_EINVAL;
     }
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_TURBO, 0, NULL, NULL, on_request, s,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT,
+    memcpy(host, addr, hlen);
+    host[hlen] = 0;
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    if (hlen == 0) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        sin6->sin6_addr = in6addr_any;
+        *flags = MHD_USE_DUAL_STACK;
+        return IS_OK;
+    }
+    if (host[0] == '[') {
+        if (hlen < 3 || host[hlen - 1] != ']') {
+            snprintf(err, errlen, "bind address %s: missing ] after the IPv6 address", addr);
+            return IS_EINVAL;
+        }
+        host[hlen - 1] = 0;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1) {
+            snprintf(err, errlen, "bind address %s: %s is not an IPv6 address", addr, host + 1);
+            return IS_EINVAL;
+        }
+        *flags = IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
+        return IS_OK;
+    }
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0) {
+        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else if (strchr(host, ':')) {
+        snprintf(err, errlen, "bind address %s: an IPv6 address needs brackets, as in [::1]:8080", addr);
+        return IS_EINVAL;
+    } else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+        snprintf(err, errlen, "bind address %s: %s is not an IP address", addr, host);
+        return IS_EINVAL;
+    }
+    return IS_OK;
+}
+
+static struct MHD_Daemon *start_daemon(is_httpd_t *s, struct sockaddr_storage *ss, unsigned int flags) {
+    return MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_USE_TURBO | flags, 0, NULL, NULL, on_request, s,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64, MHD_OPTION_END);
+}
+
+int is_httpd_start(is_httpd_t *s, is_loop_t *loop, const char *addr, is_httpd_handler handler,
+                   void *ud, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    s->loop__ = loop;
+    s->handler = handler;
+    s->ud = ud;
+    s->fd__ = -1;
+    if (!addr || strcmp(addr, "0") == 0) return IS_OK;
+
+    struct sockaddr_storage ss;
+    unsigned int flags;
+    int rc = parse_addr(addr, &ss, &flags, err, errlen);
+    if (rc != IS_OK) return rc;
+    struct MHD_Daemon *d = start_daemon(s, &ss, flags);
+    /* ":port" asks for every address, as Go's net.Listen reads it: both
+     * stacks where the host has IPv6, IPv4 alone where it has not. */
+    if (!d && (flags & MHD_USE_DUAL_STACK) == MHD_USE_DUAL_STACK && addr[0] == ':') {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        uint16_t port = ((struct sockaddr_in6 *)&ss)->sin6_port;
+        memset(&ss, 0, sizeof ss);
+        sin->sin_family = AF_INET;
+        sin->sin_port = port;
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        d = start_daemon(s, &ss, 0);
+    }
     if (!d) {
         snprintf(err, errlen, "cannot listen on %s", addr);
         return IS_EIO;
@@ -108,7 +165,7 @@ int is_httpd_start(is_httpd_t *s, is_loop_t *loop, const char *addr, is_httpd_ha
     }
     s->daemon__ = d;
     s->fd__ = info->listen_fd;
-    int rc = is_loop_add_fd(loop, s->fd__, on_fd, s);
+    rc = is_loop_add_fd(loop, s->fd__, on_fd, s);
     is_timer_init(loop, &s->tick__, on_tick, s);
     if (rc == IS_OK) rc = is_timer_start(&s->tick__, 1000);
     if (rc != IS_OK) {

@@ -26,13 +26,34 @@
 #define KC_MAX_FILE (16u * 1024u * 1024u)
 #define KC_PATH_MAX 256
 
+/* One kubeconfig of a KUBECONFIG list (or the only one). */
+typedef struct kc_file_s {
+    const char *label;    /* its path for messages; NULL for text */
+    char *base_dir;       /* where its relative references resolve */
+    yaml_document_t doc;
+    int loaded;
+} kc_file_t;
+
 typedef struct kc_ctx_s {
     const char *label;    /* kubeconfig path for messages; NULL for text */
     const char *base_dir; /* where relative file references resolve */
-    yaml_document_t *doc;
+    yaml_document_t *doc; /* the file being read */
+    kc_file_t *files;     /* in KUBECONFIG order: the first to name a thing wins */
+    int nfiles;
+    const char *list_label; /* all of them, for what no single file answers */
     char *err;
     size_t errlen;
 } kc_ctx_t;
+
+static void select_file(kc_ctx_t *c, int i) {
+    c->doc = &c->files[i].doc;
+    c->label = c->files[i].label;
+    c->base_dir = c->files[i].base_dir;
+}
+
+static void select_all(kc_ctx_t *c) {
+    if (c->nfiles > 1) c->label = c->list_label;
+}
 
 /* ---- errors ---------------------------------------------------------- */
 
@@ -291,39 +312,55 @@ static int dup_str(kc_ctx_t *c, const char *s, char **out) {
     return *out ? IS_OK : kc_oom(c);
 }
 
-/* Finds the entry called name in the top-level list (clusters, users or
- * contexts) and returns its inner mapping (cluster, user or context) in
- * *body, which stays NULL when the entry has none. *where receives the
- * field path of that mapping for messages, e.g. "users[2].user". */
-static int find_named(kc_ctx_t *c, const yaml_node_t *root, const char *list_key,
-                      const char *body_key, const char *kind, const char *name,
-                      yaml_node_t **body, char *where, size_t wherelen) {
+/* Finds the entry called name in one file's top-level list (clusters,
+ * users or contexts) and returns its inner mapping (cluster, user or
+ * context) in *body, which stays NULL when the entry has none. *where
+ * receives the field path of that mapping for messages, e.g.
+ * "users[2].user". IS_ENOTFOUND, with no message, when the file has none. */
+static int find_in_file(kc_ctx_t *c, const yaml_node_t *root, const char *list_key,
+                        const char *body_key, const char *name, yaml_node_t **body,
+                        char *where, size_t wherelen) {
     *body = NULL;
     yaml_node_t *list = map_get(c, root, list_key);
-    if (!is_null(list)) {
-        if (list->type != YAML_SEQUENCE_NODE)
-            return kc_fail(c, IS_EPARSE, "%s: expected a list", list_key);
-        int i = 0;
-        for (yaml_node_item_t *it = list->data.sequence.items.start;
-             it < list->data.sequence.items.top; it++, i++) {
-            yaml_node_t *entry = node_at(c, *it);
-            char entry_where[KC_PATH_MAX];
-            snprintf(entry_where, sizeof entry_where, "%s[%d]", list_key, i);
-            if (!entry || entry->type != YAML_MAPPING_NODE)
-                return kc_fail(c, IS_EPARSE, "%s: expected a mapping", entry_where);
-            const char *entry_name;
-            int rc = get_str(c, entry, entry_where, "name", &entry_name);
-            if (rc != IS_OK) return rc;
-            if (!entry_name || strcmp(entry_name, name) != 0) continue;
-            snprintf(where, wherelen, "%s[%d].%s", list_key, i, body_key);
-            yaml_node_t *b = map_get(c, entry, body_key);
-            if (is_null(b)) return IS_OK;
-            if (b->type != YAML_MAPPING_NODE)
-                return kc_fail(c, IS_EPARSE, "%s: expected a mapping", where);
-            *body = b;
-            return IS_OK;
-        }
+    if (is_null(list)) return IS_ENOTFOUND;
+    if (list->type != YAML_SEQUENCE_NODE)
+        return kc_fail(c, IS_EPARSE, "%s: expected a list", list_key);
+    int i = 0;
+    for (yaml_node_item_t *it = list->data.sequence.items.start;
+         it < list->data.sequence.items.top; it++, i++) {
+        yaml_node_t *entry = node_at(c, *it);
+        char entry_where[KC_PATH_MAX];
+        snprintf(entry_where, sizeof entry_where, "%s[%d]", list_key, i);
+        if (!entry || entry->type != YAML_MAPPING_NODE)
+            return kc_fail(c, IS_EPARSE, "%s: expected a mapping", entry_where);
+        const char *entry_name;
+        int rc = get_str(c, entry, entry_where, "name", &entry_name);
+        if (rc != IS_OK) return rc;
+        if (!entry_name || strcmp(entry_name, name) != 0) continue;
+        snprintf(where, wherelen, "%s[%d].%s", list_key, i, body_key);
+        yaml_node_t *b = map_get(c, entry, body_key);
+        if (is_null(b)) return IS_OK;
+        if (b->type != YAML_MAPPING_NODE)
+            return kc_fail(c, IS_EPARSE, "%s: expected a mapping", where);
+        *body = b;
+        return IS_OK;
     }
+    return IS_ENOTFOUND;
+}
+
+/* The entry from the first file that names it, as client-go merges a
+ * KUBECONFIG list; that file stays selected, so the entry's relative
+ * references resolve against its own directory. */
+static int find_named(kc_ctx_t *c, const char *list_key, const char *body_key,
+                      const char *kind, const char *name, yaml_node_t **body,
+                      char *where, size_t wherelen) {
+    for (int i = 0; i < c->nfiles; i++) {
+        select_file(c, i);
+        int rc = find_in_file(c, yaml_document_get_root_node(c->doc), list_key, body_key, name,
+                              body, where, wherelen);
+        if (rc != IS_ENOTFOUND) return rc;
+    }
+    select_all(c);
     return kc_fail(c, IS_ENOTFOUND, "%s \"%s\" not found", kind, name);
 }
 
@@ -360,12 +397,102 @@ static int load_blob(kc_ctx_t *c, const yaml_node_t *map, const char *where,
     return IS_OK;
 }
 
-static int load_cluster(kc_ctx_t *c, is_kubeconfig_t *kc, const yaml_node_t *root,
-                        const char *name) {
+/* A NULL-terminated array of n + extra slots, zeroed. */
+static char **new_strv(kc_ctx_t *c, size_t n, int *rc) {
+    char **v = is_calloc(n + 1, sizeof *v);
+    *rc = v ? IS_OK : kc_oom(c);
+    return v;
+}
+
+static void free_strv(char **v) {
+    for (char **p = v; p && *p; p++) is_free(*p);
+    is_free(v);
+}
+
+/* user.exec, checked as client-go checks it: a known apiVersion, a
+ * command, string args, name/value env entries, and for v1 an explicit
+ * interactiveMode. */
+static int load_exec(kc_ctx_t *c, is_kubeconfig_t *kc, const yaml_node_t *user,
+                     const char *user_where) {
+    yaml_node_t *x = map_get(c, user, "exec");
+    if (is_null(x)) return IS_OK;
+    char where[KC_PATH_MAX + 8];
+    snprintf(where, sizeof where, "%s.exec", user_where);
+    if (x->type != YAML_MAPPING_NODE) return kc_fail(c, IS_EPARSE, "%s: expected a mapping", where);
+    is_kubeconfig_exec_t *e = &kc->exec;
+    const char *api, *command, *mode, *hint;
+    int rc;
+    if ((rc = get_str(c, x, where, "apiVersion", &api)) != IS_OK) return rc;
+    if (!api) return kc_fail(c, IS_EPARSE, "%s.apiVersion: missing", where);
+    if (strcmp(api, "client.authentication.k8s.io/v1") && strcmp(api, "client.authentication.k8s.io/v1beta1"))
+        return kc_fail(c, IS_EPARSE,
+                       "%s.apiVersion: \"%s\" is not supported (client.authentication.k8s.io/v1 or v1beta1)",
+                       where, api);
+    if ((rc = get_str(c, x, where, "command", &command)) != IS_OK) return rc;
+    if (!command) return kc_fail(c, IS_EPARSE, "%s.command: missing", where);
+    if ((rc = get_str(c, x, where, "interactiveMode", &mode)) != IS_OK) return rc;
+    if (!mode && !strcmp(api, "client.authentication.k8s.io/v1"))
+        return kc_fail(c, IS_EPARSE, "%s.interactiveMode: required for %s", where, api);
+    if (!mode || !strcmp(mode, "IfAvailable")) e->interactive_mode = IS_EXEC_IF_AVAILABLE;
+    else if (!strcmp(mode, "Never")) e->interactive_mode = IS_EXEC_NEVER;
+    else if (!strcmp(mode, "Always")) e->interactive_mode = IS_EXEC_ALWAYS;
+    else
+        return kc_fail(c, IS_EPARSE, "%s.interactiveMode: \"%s\" is not Never, IfAvailable or Always",
+                       where, mode);
+    if ((rc = get_bool(c, x, where, "provideClusterInfo", &e->provide_cluster_info)) != IS_OK) return rc;
+    if ((rc = get_str(c, x, where, "installHint", &hint)) != IS_OK) return rc;
+    if ((rc = dup_str(c, hint, &e->install_hint)) != IS_OK) return rc;
+    if ((rc = dup_str(c, api, &e->api_version)) != IS_OK) return rc;
+    /* A relative command with a slash is relative to its kubeconfig, as
+     * client-go resolves it; a bare name is looked up on PATH. */
+    e->command = strchr(command, '/') ? resolve_path(c->base_dir, command) : is_strdup(command);
+    if (!e->command) return kc_oom(c);
+
+    yaml_node_t *args = map_get(c, x, "args");
+    size_t nargs = 0;
+    if (!is_null(args)) {
+        if (args->type != YAML_SEQUENCE_NODE) return kc_fail(c, IS_EPARSE, "%s.args: expected a list", where);
+        nargs = (size_t)(args->data.sequence.items.top - args->data.sequence.items.start);
+    }
+    if (!(e->argv = new_strv(c, nargs + 1, &rc))) return rc;
+    if (!(e->argv[0] = is_strdup(e->command))) return kc_oom(c);
+    for (size_t i = 0; i < nargs; i++) {
+        yaml_node_t *a = node_at(c, args->data.sequence.items.start[i]);
+        if (!a || a->type != YAML_SCALAR_NODE)
+            return kc_fail(c, IS_EPARSE, "%s.args[%zu]: expected a string", where, i);
+        if (!(e->argv[i + 1] = is_strndup((const char *)a->data.scalar.value, a->data.scalar.length)))
+            return kc_oom(c);
+    }
+
+    yaml_node_t *env = map_get(c, x, "env");
+    size_t nenv = 0;
+    if (!is_null(env)) {
+        if (env->type != YAML_SEQUENCE_NODE) return kc_fail(c, IS_EPARSE, "%s.env: expected a list", where);
+        nenv = (size_t)(env->data.sequence.items.top - env->data.sequence.items.start);
+    }
+    if (!(e->env = new_strv(c, nenv, &rc))) return rc;
+    for (size_t i = 0; i < nenv; i++) {
+        char ewhere[KC_PATH_MAX + 48];
+        snprintf(ewhere, sizeof ewhere, "%s.env[%zu]", where, i);
+        yaml_node_t *entry = node_at(c, env->data.sequence.items.start[i]);
+        if (!entry || entry->type != YAML_MAPPING_NODE)
+            return kc_fail(c, IS_EPARSE, "%s: expected a mapping", ewhere);
+        const char *name, *value;
+        if ((rc = get_str(c, entry, ewhere, "name", &name)) != IS_OK) return rc;
+        if ((rc = get_str(c, entry, ewhere, "value", &value)) != IS_OK) return rc;
+        if (!name || strchr(name, '='))
+            return kc_fail(c, IS_EPARSE, "%s.name: expected a variable name", ewhere);
+        size_t n = strlen(name) + 1 + (value ? strlen(value) : 0) + 1;
+        if (!(e->env[i] = is_malloc(n))) return kc_oom(c);
+        snprintf(e->env[i], n, "%s=%s", name, value ? value : "");
+    }
+    return IS_OK;
+}
+
+static int load_cluster(kc_ctx_t *c, is_kubeconfig_t *kc, const char *name) {
     yaml_node_t *cl;
     char where[KC_PATH_MAX];
-    int rc = find_named(c, root, "clusters", "cluster", "cluster", name, &cl, where,
-                        sizeof where);
+    int rc = find_named(c, "clusters", "cluster", "cluster", name, &cl, where, sizeof where);
     if (rc != IS_OK) return rc;
     const char *server, *sni;
     if ((rc = get_str(c, cl, where, "server", &server)) != IS_OK) return rc;
@@ -380,21 +507,22 @@ static int load_cluster(kc_ctx_t *c, is_kubeconfig_t *kc, const yaml_node_t *roo
     if ((rc = get_bool(c, cl, where, "insecure-skip-tls-verify",
                        &kc->insecure_skip_tls_verify)) != IS_OK)
         return rc;
+    const char *proxy;
+    if ((rc = get_str(c, cl, where, "proxy-url", &proxy)) != IS_OK) return rc;
+    if ((rc = dup_str(c, proxy, &kc->proxy_url)) != IS_OK) return rc;
     return load_blob(c, cl, where, "certificate-authority-data", "certificate-authority",
                      &kc->ca);
 }
 
-static int load_user(kc_ctx_t *c, is_kubeconfig_t *kc, const yaml_node_t *root,
-                     const char *name) {
+static int load_user(kc_ctx_t *c, is_kubeconfig_t *kc, const char *name) {
     yaml_node_t *u;
     char where[KC_PATH_MAX];
-    int rc = find_named(c, root, "users", "user", "user", name, &u, where, sizeof where);
+    int rc = find_named(c, "users", "user", "user", name, &u, where, sizeof where);
     if (rc != IS_OK) return rc;
-    /* Plugins and basic auth are refused outright: silently connecting
-     * without the credentials they stand for would only fail later, and
-     * more obscurely, with 401s. */
-    static const char *const unsupported[] = {"exec", "auth-provider", "username",
-                                              "password"};
+    /* Legacy auth providers and basic auth are refused outright: silently
+     * connecting without the credentials they stand for would only fail
+     * later, and more obscurely, with 401s. */
+    static const char *const unsupported[] = {"auth-provider", "username", "password"};
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         if (!is_null(map_get(c, u, unsupported[i])))
             return kc_fail(c, IS_EPARSE, "%s.%s: user \"%s\" uses %s, which is not supported",
@@ -410,6 +538,8 @@ static int load_user(kc_ctx_t *c, is_kubeconfig_t *kc, const yaml_node_t *root,
         return kc_fail(c, IS_EPARSE, "%s: user \"%s\" has a client %s but no client %s",
                        where, name, kc->client_cert.data ? "certificate" : "key",
                        kc->client_cert.data ? "key" : "certificate");
+
+    if ((rc = load_exec(c, kc, u, where)) != IS_OK) return rc;
 
     /* A token file wins over an inline token, as in client-go: it is the
      * one that stays current when the token rotates. */
@@ -436,20 +566,23 @@ static int load_user(kc_ctx_t *c, is_kubeconfig_t *kc, const yaml_node_t *root,
     return IS_OK;
 }
 
-static int load_document(kc_ctx_t *c, is_kubeconfig_t *kc, const char *context) {
-    yaml_node_t *root = yaml_document_get_root_node(c->doc);
-    if (root && !is_null(root) && root->type != YAML_MAPPING_NODE)
-        return kc_fail(c, IS_EPARSE, "top level: expected a mapping");
-    if (!context || !context[0]) {
-        int rc = get_str(c, root, "(top level)", "current-context", &context);
-        if (rc != IS_OK) return rc;
-        if (!context) return kc_fail(c, IS_ENOTFOUND, "no current-context and no context given");
+/* current-context from the first file that sets it, then the context,
+ * its cluster and its user, each from the first file that names it. */
+static int load_merged(kc_ctx_t *c, is_kubeconfig_t *kc, const char *context) {
+    int rc;
+    for (int i = 0; i < c->nfiles && (!context || !context[0]); i++) {
+        select_file(c, i);
+        yaml_node_t *root = yaml_document_get_root_node(c->doc);
+        if ((rc = get_str(c, root, "(top level)", "current-context", &context)) != IS_OK) return rc;
     }
+    select_all(c);
+    if (!context || !context[0])
+        return kc_fail(c, IS_ENOTFOUND, "no current-context and no context given");
     yaml_node_t *ctx;
     char where[KC_PATH_MAX];
-    int rc = find_named(c, root, "contexts", "context", "context", context, &ctx, where,
-                        sizeof where);
-    if (rc != IS_OK) return rc;
+    if ((rc = find_named(c, "contexts", "context", "context", context, &ctx, where,
+                         sizeof where)) != IS_OK)
+        return rc;
     if ((rc = dup_str(c, context, &kc->context)) != IS_OK) return rc;
 
     const char *cluster, *user, *ns;
@@ -458,37 +591,51 @@ static int load_document(kc_ctx_t *c, is_kubeconfig_t *kc, const char *context) 
     if ((rc = get_str(c, ctx, where, "namespace", &ns)) != IS_OK) return rc;
     if (!cluster) return kc_fail(c, IS_EPARSE, "context \"%s\" has no cluster", context);
     if ((rc = dup_str(c, ns, &kc->namespace)) != IS_OK) return rc;
-    if ((rc = load_cluster(c, kc, root, cluster)) != IS_OK) return rc;
+    /* The names point into the context's file, which stays loaded. */
+    if ((rc = load_cluster(c, kc, cluster)) != IS_OK) return rc;
     /* A context without a user is legal: anonymous access. */
-    if (user && (rc = load_user(c, kc, root, user)) != IS_OK) return rc;
+    if (user && (rc = load_user(c, kc, user)) != IS_OK) return rc;
     return IS_OK;
 }
 
-static int parse_labelled(is_kubeconfig_t *kc, const char *yaml, size_t len,
-                          const char *label, const char *base_dir, const char *context,
-                          char *err, size_t errlen) {
-    kc_ctx_t c = {label, base_dir, NULL, err, errlen};
+/* Parses one file's YAML into f->doc. */
+static int parse_file(kc_ctx_t *c, kc_file_t *f, const char *yaml, size_t len) {
     yaml_parser_t parser;
-    yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser)) return kc_oom(&c);
+    c->label = f->label;
+    if (!yaml_parser_initialize(&parser)) return kc_oom(c);
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
     int rc = IS_OK;
-    if (!yaml_parser_load(&parser, &doc)) {
+    if (!yaml_parser_load(&parser, &f->doc)) {
         if (parser.error == YAML_MEMORY_ERROR)
-            rc = kc_oom(&c);
+            rc = kc_oom(c);
         else
-            rc = kc_fail(&c, IS_EPARSE, "line %lu column %lu: %s",
+            rc = kc_fail(c, IS_EPARSE, "line %lu column %lu: %s",
                          (unsigned long)parser.problem_mark.line + 1,
                          (unsigned long)parser.problem_mark.column + 1,
                          parser.problem ? parser.problem : "invalid YAML");
         yaml_parser_delete(&parser);
         return rc;
     }
-    c.doc = &doc;
-    rc = load_document(&c, kc, context);
-    yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
-    return rc;
+    f->loaded = 1;
+    yaml_node_t *root = yaml_document_get_root_node(&f->doc);
+    if (root && !is_null(root) && root->type != YAML_MAPPING_NODE)
+        return kc_fail(c, IS_EPARSE, "top level: expected a mapping");
+    return IS_OK;
+}
+
+static void free_files(kc_file_t *files, int n) {
+    for (int i = 0; i < n; i++) {
+        if (files[i].loaded) yaml_document_delete(&files[i].doc);
+        is_free(files[i].base_dir);
+    }
+    is_free(files);
+}
+
+/* References inside a file are relative to the file's own directory. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? is_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : is_strdup(".");
 }
 
 /* ---- public ---------------------------------------------------------- */
@@ -498,52 +645,100 @@ int is_kubeconfig_parse(is_kubeconfig_t *kc, const char *yaml, size_t len,
                         char *err, size_t errlen) {
     memset(kc, 0, sizeof *kc);
     if (err && errlen) err[0] = '\0';
-    return parse_labelled(kc, yaml, len, NULL, base_dir, context, err, errlen);
+    kc_ctx_t c = {NULL, NULL, NULL, NULL, 0, NULL, err, errlen};
+    kc_file_t *f = is_calloc(1, sizeof *f);
+    if (!f) return kc_oom(&c);
+    c.files = f;
+    c.nfiles = 1;
+    int rc = IS_OK;
+    if (base_dir && !(f->base_dir = is_strdup(base_dir))) rc = kc_oom(&c);
+    if (rc == IS_OK) rc = parse_file(&c, f, yaml, len);
+    if (rc == IS_OK) rc = load_merged(&c, kc, context);
+    free_files(f, 1);
+    return rc;
 }
 
 int is_kubeconfig_load(is_kubeconfig_t *kc, const char *path,
                        const char *context, char *err, size_t errlen) {
     memset(kc, 0, sizeof *kc);
     if (err && errlen) err[0] = '\0';
-    kc_ctx_t c = {path, NULL, NULL, err, errlen};
+    kc_ctx_t c = {path, NULL, NULL, NULL, 0, NULL, err, errlen};
     char *text;
     size_t len;
     int rc = read_file(path, &text, &len, NULL);
     if (rc == IS_ENOMEM) return kc_oom(&c);
     if (rc != IS_OK) return kc_fail(&c, IS_EIO, "cannot read: %s", strerror(errno));
-
-    /* References inside the file are relative to the file's own directory. */
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? is_strndup(path, slash == path ? 1 : (size_t)(slash - path))
-                      : is_strdup(".");
-    if (!dir) {
+    kc_file_t *f = is_calloc(1, sizeof *f);
+    if (!f || !(f->base_dir = dir_of(path))) {
         is_free(text);
+        if (f) is_free(f);
         return kc_oom(&c);
     }
-    rc = parse_labelled(kc, text, len, path, dir, context, err, errlen);
-    is_free(dir);
+    f->label = path;
+    c.files = f;
+    c.nfiles = 1;
+    rc = parse_file(&c, f, text, len);
     is_free(text);
+    if (rc == IS_OK) rc = load_merged(&c, kc, context);
+    free_files(f, 1);
     return rc;
 }
 
-static int sa_fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int sa_fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
+int is_kubeconfig_load_list(is_kubeconfig_t *kc, const char *paths,
+                            const char *context, char *err, size_t errlen) {
+    memset(kc, 0, sizeof *kc);
+    if (err && errlen) err[0] = '\0';
+    kc_ctx_t c = {paths, NULL, NULL, NULL, 0, paths, err, errlen};
+    /* Every file gets a slot; client-go skips empty entries, repeats and
+     * files that do not exist. */
+    size_t max = 1;
+    for (const char *p = paths; *p; p++) max += *p == ':';
+    kc_file_t *files = is_calloc(max, sizeof *files);
+    char *copy = is_strdup(paths);
+    if (!files || !copy) {
+        is_free(files);
+        is_free(copy);
+        return kc_oom(&c);
     }
-    return code;
+    c.files = files;
+    int rc = IS_OK;
+    char *save = NULL;
+    for (char *path = strtok_r(copy, ":", &save); path && rc == IS_OK;
+         path = strtok_r(NULL, ":", &save)) {
+        int seen = 0;
+        for (int i = 0; i < c.nfiles; i++) seen |= !strcmp(files[i].label, path);
+        if (seen) continue;
+        char *text;
+        size_t len;
+        c.label = path;
+        rc = read_file(path, &text, &len, NULL);
+        if (rc == IS_EIO && errno == ENOENT) {
+            rc = IS_OK;
+            continue;
+        }
+        if (rc == IS_ENOMEM) rc = kc_oom(&c);
+        else if (rc != IS_OK) rc = kc_fail(&c, IS_EIO, "cannot read: %s", strerror(errno));
+        if (rc != IS_OK) break;
+        kc_file_t *f = &files[c.nfiles++];
+        f->label = path;
+        if (!(f->base_dir = dir_of(path))) rc = kc_oom(&c);
+        if (rc == IS_OK) rc = parse_file(&c, f, text, len);
+        is_free(text);
+    }
+    c.label = paths;
+    if (rc == IS_OK && c.nfiles == 0)
+        rc = kc_fail(&c, IS_EIO, "none of the files exists");
+    if (rc == IS_OK) rc = load_merged(&c, kc, context);
+    free_files(files, c.nfiles);
+    is_free(copy);
+    return rc;
 }
 
 static int sa_read(const char *dir, const char *name, char **path, char **data,
                    size_t *len, char *err, size_t errlen) {
     *data = NULL;
     *path = resolve_path(dir, name);
-    if (!*path) return sa_fail(err, errlen, IS_ENOMEM, "in-cluster config: out of memory");
+    if (!*path) return is_errf(err, errlen, IS_ENOMEM, "in-cluster config: out of memory");
     return read_file(*path, data, len, NULL);
 }
 
@@ -554,27 +749,27 @@ int is_kubeconfig_in_cluster(is_kubeconfig_t *kc, const char *sa_dir,
     const char *host = getenv("KUBERNETES_SERVICE_HOST");
     const char *port = getenv("KUBERNETES_SERVICE_PORT");
     if (!host || !host[0])
-        return sa_fail(err, errlen, IS_ENOTFOUND,
+        return is_errf(err, errlen, IS_ENOTFOUND,
                        "not running in a cluster: KUBERNETES_SERVICE_HOST is not set");
     if (!port || !port[0])
-        return sa_fail(err, errlen, IS_ENOTFOUND,
+        return is_errf(err, errlen, IS_ENOTFOUND,
                        "not running in a cluster: KUBERNETES_SERVICE_PORT is not set");
     if (!sa_dir) sa_dir = KC_SA_DIR;
 
     int v6 = strchr(host, ':') != NULL;
     size_t n = strlen("https://[]:") + strlen(host) + strlen(port) + 1;
     if (!(kc->server = is_malloc(n)))
-        return sa_fail(err, errlen, IS_ENOMEM, "in-cluster config: out of memory");
+        return is_errf(err, errlen, IS_ENOMEM, "in-cluster config: out of memory");
     snprintf(kc->server, n, v6 ? "https://[%s]:%s" : "https://%s:%s", host, port);
 
     /* Kept as a file so the bound token is re-read when the kubelet
      * rotates it. */
     if (!(kc->token_file = resolve_path(sa_dir, "token")))
-        return sa_fail(err, errlen, IS_ENOMEM, "in-cluster config: out of memory");
+        return is_errf(err, errlen, IS_ENOMEM, "in-cluster config: out of memory");
     int rc = read_token(kc->token_file, &kc->token, &kc->token_mtime__, &kc->token_size__);
-    if (rc == IS_ENOMEM) return sa_fail(err, errlen, rc, "in-cluster config: out of memory");
+    if (rc == IS_ENOMEM) return is_errf(err, errlen, rc, "in-cluster config: out of memory");
     if (rc != IS_OK)
-        return sa_fail(err, errlen, rc, "in-cluster config: cannot read %s: %s",
+        return is_errf(err, errlen, rc, "in-cluster config: cannot read %s: %s",
                        kc->token_file, strerror(errno));
 
     char *path, *data;
@@ -584,10 +779,10 @@ int is_kubeconfig_in_cluster(is_kubeconfig_t *kc, const char *sa_dir,
         kc->ca.data = (unsigned char *)data;
         kc->ca.len = len;
     } else if (rc == IS_EIO) {
-        sa_fail(err, errlen, rc, "in-cluster config: cannot read %s: %s", path,
+        is_errf(err, errlen, rc, "in-cluster config: cannot read %s: %s", path,
                 strerror(errno));
     } else if (path) {
-        sa_fail(err, errlen, rc, "in-cluster config: out of memory");
+        is_errf(err, errlen, rc, "in-cluster config: out of memory");
     }
     is_free(path);
     if (rc != IS_OK) return rc;
@@ -604,10 +799,10 @@ int is_kubeconfig_in_cluster(is_kubeconfig_t *kc, const char *sa_dir,
             is_free(data);
         }
     } else if (rc == IS_EIO && !missing) {
-        sa_fail(err, errlen, rc, "in-cluster config: cannot read %s: %s", path,
+        is_errf(err, errlen, rc, "in-cluster config: cannot read %s: %s", path,
                 strerror(errno));
     } else if (rc == IS_ENOMEM && path) {
-        sa_fail(err, errlen, rc, "in-cluster config: out of memory");
+        is_errf(err, errlen, rc, "in-cluster config: out of memory");
     }
     is_free(path);
     return rc == IS_OK || missing ? IS_OK : rc;
@@ -624,6 +819,12 @@ void is_kubeconfig_free(is_kubeconfig_t *kc) {
     is_free(kc->token);
     is_free(kc->token_file);
     is_free(kc->namespace);
+    is_free(kc->proxy_url);
+    is_free(kc->exec.api_version);
+    is_free(kc->exec.command);
+    is_free(kc->exec.install_hint);
+    free_strv(kc->exec.argv);
+    free_strv(kc->exec.env);
     memset(kc, 0, sizeof *kc);
 }
 

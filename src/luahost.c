@@ -1051,6 +1051,18 @@ static int init_state(lua_State *L) {
     set_str(L, "identity", o->identity);
     lua_pushboolean(L, o->leader_elect);
     lua_setfield(L, -2, "leader_elect");
+    if (o->lease_duration > 0) {
+        lua_pushnumber(L, o->lease_duration);
+        lua_setfield(L, -2, "lease_duration");
+    }
+    if (o->renew_deadline > 0) {
+        lua_pushnumber(L, o->renew_deadline);
+        lua_setfield(L, -2, "renew_deadline");
+    }
+    if (o->retry_period > 0) {
+        lua_pushnumber(L, o->retry_period);
+        lua_setfield(L, -2, "retry_period");
+    }
     lua_pushinteger(L, h->instruction_budget);
     lua_setfield(L, -2, "instruction_budget");
     lua_pushinteger(L, (lua_Integer)h->mem_limit);

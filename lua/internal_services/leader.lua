@@ -1,8 +1,10 @@
--- Leader election on a coordination.k8s.io/v1 Lease, compatible with
--- client-go's leaderelection package, so replicas of the controller (or a
--- rolling update) never run two reconcilers at once.
+-- Leader election on a coordination.k8s.io/v1 Lease, written and judged
+-- as client-go's leaderelection package does (the existing Go controller
+-- uses it through controller-runtime, on the Lease b548bb9d.redhat.com),
+-- so replicas of the controller, or a rolling update from the Go one,
+-- never run two reconcilers at once.
 --
--- The holder renews the Lease every renew_period. Every write carries the
+-- The holder renews the Lease every retry_period, as client-go does. Every write carries the
 -- resourceVersion it read, so two candidates racing for a free Lease cannot
 -- both win: the loser gets Conflict. Expiry is judged on this process's
 -- clock from when it last saw the Lease change (as client-go does), not on
@@ -13,10 +15,11 @@ local resources = require "internal_services.resources"
 
 local leader = {}
 
+-- controller-runtime's defaults, which the existing controller runs with.
+leader.DEFAULT_NAME = "b548bb9d.redhat.com"
 leader.defaults = {
     lease_duration = 15,
     renew_deadline = 10,
-    renew_period = 5,
     retry_period = 2,
 }
 
@@ -37,7 +40,7 @@ Elector.__index = Elector
 -- deps: kube (client), sleep(seconds), now() (epoch seconds), log,
 -- namespace, name (of the Lease), identity (this process), cluster
 -- (default "internal"), and optionally lease_duration, renew_deadline,
--- renew_period, retry_period in seconds.
+-- retry_period and renew_period (default retry_period) in seconds.
 function leader.new(deps)
     for _, field in ipairs { "kube", "sleep", "now", "namespace", "name", "identity" } do
         assert(deps[field] ~= nil, "leader.new: deps." .. field .. " is required")
@@ -57,16 +60,19 @@ function leader.new(deps)
         last_renew = 0,
     }, Elector)
     for key, value in pairs(leader.defaults) do e[key] = deps[key] or value end
+    e.renew_period = deps.renew_period or e.retry_period
     assert(e.renew_deadline < e.lease_duration, "leader: renew_deadline must be shorter than lease_duration")
     return e
 end
 
--- Remembers when the Lease's record last changed, on our clock.
+-- Remembers when the Lease's record last changed, on our clock (client-go
+-- compares the whole record too).
 function Elector:observe(lease, now)
     local spec = lease.spec or {}
     local record = table.concat({
         tostring(spec.holderIdentity), tostring(spec.renewTime),
         tostring(spec.acquireTime), tostring(spec.leaseTransitions),
+        tostring(spec.leaseDurationSeconds),
     }, "|")
     if record ~= self.observed then
         self.observed = record
@@ -107,7 +113,8 @@ function Elector:try_acquire_or_renew()
     local spec = lease.spec or {}
     local holder = spec.holderIdentity
     local held_by_other = type(holder) == "string" and holder ~= "" and holder ~= self.identity
-    local duration = tonumber(spec.leaseDurationSeconds) or self.lease_duration
+    -- A record without a duration is expired, as client-go reads it.
+    local duration = tonumber(spec.leaseDurationSeconds) or 0
     if held_by_other and self.observed_at + duration > now then
         return false, "the Lease is held by " .. holder, true
     end

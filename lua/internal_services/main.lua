@@ -184,9 +184,12 @@ function main.start()
         local elector = leader.new({
             kube = client, sleep = host.sleep, now = host.now, log = log,
             namespace = namespace,
-            name = cfg.leader_election_id or "internal-services-leader",
+            name = cfg.leader_election_id or leader.DEFAULT_NAME,
             identity = cfg.identity or ("internal-services-" .. string.format("%.0f", host.now() * 1e6)),
             cluster = "internal",
+            lease_duration = positive(cfg.lease_duration, nil),
+            renew_deadline = positive(cfg.renew_deadline, nil),
+            retry_period = positive(cfg.retry_period, nil),
         })
         main.elector = elector
         main.elect(host, elector, start_watches, function(why)

@@ -29,6 +29,7 @@ typedef struct fake_req_s {
     char method[16];
     char uri[1024];          /* as sent: path and percent-encoded query */
     char content_type[128];
+    char authorization[512];
     char body[8192];
     size_t body_len;
     int started__;
@@ -80,6 +81,8 @@ static inline enum MHD_Result fake_api_on_request__(void *cls, struct MHD_Connec
         snprintf(r->method, sizeof r->method, "%s", method);
         const char *ct = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Type");
         snprintf(r->content_type, sizeof r->content_type, "%s", ct ? ct : "");
+        const char *auth = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
+        snprintf(r->authorization, sizeof r->authorization, "%s", auth ? auth : "");
         return MHD_YES;
     }
     if (*upload_data_size) {

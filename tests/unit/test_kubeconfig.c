@@ -267,9 +267,6 @@ static void test_base64_forms(void) {
 
 static void test_unsupported_users(void) {
     expect_failure(GOOD_CLUSTER GOOD_CONTEXT
-                   "users: [{name: u, user: {exec: {command: aws, apiVersion: x}}}]\n", "c", IS_EPARSE,
-                   "kubeconfig: users[0].user.exec: user \"u\" uses exec, which is not supported");
-    expect_failure(GOOD_CLUSTER GOOD_CONTEXT
                    "users: [{name: u, user: {auth-provider: {name: gcp}}}]\n", "c", IS_EPARSE,
                    "uses auth-provider, which is not supported");
     expect_failure(GOOD_CLUSTER GOOD_CONTEXT
@@ -278,6 +275,136 @@ static void test_unsupported_users(void) {
     expect_failure(GOOD_CLUSTER GOOD_CONTEXT
                    "users: [{name: u, user: {client-certificate: client.crt}}]\n", "c", IS_EPARSE,
                    "users[0].user: user \"u\" has a client certificate but no client key");
+}
+
+static void test_exec_plugin_config(void) {
+    is_kubeconfig_t kc;
+    char err[512];
+    CHECK_INT(is_kubeconfig_load(&kc, fixture_path("exec.yaml"), NULL, err, sizeof err), IS_OK);
+    const is_kubeconfig_exec_t *e = &kc.exec;
+    CHECK_STR(e->api_version, "client.authentication.k8s.io/v1");
+    char want[4200];
+    snprintf(want, sizeof want, "%s/./plugins/cred.sh", fixture_dir);
+    CHECK_STR(e->command, want);
+    CHECK_STR(e->argv[0], want);
+    CHECK_STR(e->argv[1], "--cluster");
+    CHECK_STR(e->argv[2], "k");
+    CHECK(e->argv[3] == NULL);
+    CHECK_STR(e->env[0], "CRED_TOKEN=from-env");
+    CHECK_STR(e->env[1], "EMPTY=");
+    CHECK(e->env[2] == NULL);
+    CHECK_INT(e->interactive_mode, IS_EXEC_NEVER);
+    CHECK_INT(e->provide_cluster_info, 1);
+    CHECK_STR(e->install_hint, "install cred.sh from the fixtures");
+    CHECK_STR(kc.proxy_url, "socks5://127.0.0.1:1080");
+    CHECK(kc.token == NULL);
+    is_kubeconfig_free(&kc);
+
+    /* v1beta1 defaults to IfAvailable; a bare command stays a PATH lookup. */
+    CHECK_INT(is_kubeconfig_load(&kc, fixture_path("exec.yaml"), "beta", err, sizeof err), IS_OK);
+    CHECK_STR(kc.exec.command, "sh");
+    CHECK_STR(kc.exec.argv[0], "sh");
+    CHECK(kc.exec.argv[1] == NULL);
+    CHECK(kc.exec.env && kc.exec.env[0] == NULL);
+    CHECK_INT(kc.exec.interactive_mode, IS_EXEC_IF_AVAILABLE);
+    CHECK_INT(kc.exec.provide_cluster_info, 0);
+    is_kubeconfig_free(&kc);
+
+#define EXEC_USER(body) GOOD_CLUSTER GOOD_CONTEXT "users: [{name: u, user: {exec: " body "}}]\n"
+    expect_failure(EXEC_USER("{command: aws, apiVersion: x}"), "c", IS_EPARSE,
+                   "kubeconfig: users[0].user.exec.apiVersion: \"x\" is not supported");
+    expect_failure(EXEC_USER("{command: aws, apiVersion: client.authentication.k8s.io/v1alpha1}"), "c",
+                   IS_EPARSE, "is not supported (client.authentication.k8s.io/v1 or v1beta1)");
+    expect_failure(EXEC_USER("{command: aws}"), "c", IS_EPARSE, "users[0].user.exec.apiVersion: missing");
+    expect_failure(EXEC_USER("{apiVersion: client.authentication.k8s.io/v1beta1}"), "c", IS_EPARSE,
+                   "users[0].user.exec.command: missing");
+    expect_failure(EXEC_USER("{command: aws, apiVersion: client.authentication.k8s.io/v1}"), "c", IS_EPARSE,
+                   "users[0].user.exec.interactiveMode: required for client.authentication.k8s.io/v1");
+    expect_failure(EXEC_USER("{command: aws, apiVersion: client.authentication.k8s.io/v1, interactiveMode: Sometimes}"),
+                   "c", IS_EPARSE, "interactiveMode: \"Sometimes\" is not Never, IfAvailable or Always");
+    expect_failure(EXEC_USER("{command: aws, apiVersion: client.authentication.k8s.io/v1beta1, args: x}"), "c",
+                   IS_EPARSE, "users[0].user.exec.args: expected a list");
+    expect_failure(EXEC_USER("{command: aws, apiVersion: client.authentication.k8s.io/v1beta1, args: [a, [b]]}"),
+                   "c", IS_EPARSE, "users[0].user.exec.args[1]: expected a string");
+    expect_failure(EXEC_USER("{command: aws, apiVersion: client.authentication.k8s.io/v1beta1, env: [x]}"), "c",
+                   IS_EPARSE, "users[0].user.exec.env[0]: expected a mapping");
+    expect_failure(EXEC_USER("{command: aws, apiVersion: client.authentication.k8s.io/v1beta1, env: [{value: v}]}"),
+                   "c", IS_EPARSE, "users[0].user.exec.env[0].name: expected a variable name");
+    expect_failure(EXEC_USER("[aws]"), "c", IS_EPARSE, "users[0].user.exec: expected a mapping");
+#undef EXEC_USER
+}
+
+static void merged_path(char *out, size_t n, const char *const *names) {
+    out[0] = 0;
+    for (const char *const *p = names; *p; p++) {
+        size_t len = strlen(out);
+        snprintf(out + len, n - len, "%s%s", p == names ? "" : ":", (*p)[0] ? fixture_path(*p) : "");
+    }
+}
+
+static void test_kubeconfig_list(void) {
+    is_kubeconfig_t kc;
+    char err[1024], list[8192];
+    /* An empty entry, a missing file and a repeat are skipped. */
+    const char *names[] = { "merge/zero.yaml", "", "merge/absent.yaml", "merge/first.yaml",
+                            "merge/sub/second.yaml", "merge/first.yaml", NULL };
+    merged_path(list, sizeof list, names);
+    size_t before = is_alloc_used();
+    CHECK_INT(is_kubeconfig_load_list(&kc, list, NULL, err, sizeof err), IS_OK);
+    /* current-context from the first file that sets one (first.yaml), and
+     * its context over second.yaml's of the same name. */
+    CHECK_STR(kc.context, "shared");
+    CHECK_STR(kc.namespace, "first-ns");
+    CHECK_STR(kc.server, "https://first.example:6443");
+    CHECK_STR(kc.proxy_url, "http://proxy.first.example:3128");
+    CHECK(blob_equals_fixture(&kc.ca, "ca.crt"));
+    CHECK_STR(kc.token, "first-token");
+    is_kubeconfig_free(&kc);
+
+    /* A context only the second file names: its user from there, with the
+     * token file next to second.yaml; its cluster from first.yaml, which
+     * named "shared" first. */
+    CHECK_INT(is_kubeconfig_load_list(&kc, list, "second-only", err, sizeof err), IS_OK);
+    CHECK_STR(kc.server, "https://first.example:6443");
+    CHECK_STR(kc.token, "second-token");
+    CHECK(contains(kc.token_file, "merge/sub/token"));
+    is_kubeconfig_free(&kc);
+
+    CHECK_INT(is_kubeconfig_load_list(&kc, list, "zero", err, sizeof err), IS_OK);
+    CHECK_STR(kc.server, "https://zero.example:6443");
+    CHECK(kc.token == NULL);
+    is_kubeconfig_free(&kc);
+    CHECK_INT(is_alloc_used(), before);
+
+    /* The reverse order: second.yaml's choices win now. */
+    const char *reversed[] = { "merge/sub/second.yaml", "merge/first.yaml", NULL };
+    merged_path(list, sizeof list, reversed);
+    CHECK_INT(is_kubeconfig_load_list(&kc, list, NULL, err, sizeof err), IS_OK);
+    CHECK_STR(kc.context, "second-only");
+    CHECK_STR(kc.server, "https://second.example:6443");
+    CHECK(kc.proxy_url == NULL);
+    is_kubeconfig_free(&kc);
+    CHECK_INT(is_kubeconfig_load_list(&kc, list, "shared", err, sizeof err), IS_ENOTFOUND);
+    CHECK(contains(err, "cluster \"other\" not found"));
+    CHECK(contains(err, list));
+    is_kubeconfig_free(&kc);
+
+    /* A single file behaves as is_kubeconfig_load; none existing is an error. */
+    CHECK_INT(is_kubeconfig_load_list(&kc, fixture_path("files.yaml"), NULL, err, sizeof err), IS_OK);
+    CHECK_STR(kc.context, "dev");
+    is_kubeconfig_free(&kc);
+    CHECK_INT(is_kubeconfig_load_list(&kc, "/nonexistent/a:/nonexistent/b", NULL, err, sizeof err), IS_EIO);
+    CHECK_STR(err, "kubeconfig /nonexistent/a:/nonexistent/b: none of the files exists");
+    is_kubeconfig_free(&kc);
+    /* A broken file is reported by its own name. */
+    const char *broken[] = { "merge/first.yaml", "malformed.yaml", NULL };
+    merged_path(list, sizeof list, broken);
+    CHECK_INT(is_kubeconfig_load_list(&kc, list, NULL, err, sizeof err), IS_EPARSE);
+    char want[4200];
+    snprintf(want, sizeof want, "kubeconfig %s: line 5", fixture_path("malformed.yaml"));
+    CHECK(contains(err, want));
+    is_kubeconfig_free(&kc);
+    CHECK_INT(is_alloc_used(), before);
 }
 
 static void test_unreadable_references(void) {
@@ -505,6 +632,17 @@ static int load_proc_file(is_kubeconfig_t *kc, char *err, size_t errlen) {
     return is_kubeconfig_parse(kc, PROC_CA_YAML, strlen(PROC_CA_YAML), NULL, "c", err, errlen);
 }
 
+static int load_exec_user(is_kubeconfig_t *kc, char *err, size_t errlen) {
+    return is_kubeconfig_load(kc, fixture_path("exec.yaml"), NULL, err, errlen);
+}
+
+static int load_list(is_kubeconfig_t *kc, char *err, size_t errlen) {
+    char list[8192];
+    const char *names[] = { "merge/zero.yaml", "merge/first.yaml", "merge/sub/second.yaml", NULL };
+    merged_path(list, sizeof list, names);
+    return is_kubeconfig_load_list(kc, list, "second-only", err, errlen);
+}
+
 static const char *oom_sa_dir;
 
 static int load_in_cluster(is_kubeconfig_t *kc, char *err, size_t errlen) {
@@ -516,6 +654,8 @@ static void test_out_of_memory(void) {
     check_oom_paths("token file", load_token_file);
     check_oom_paths("data", load_data);
     check_oom_paths("growing read", load_proc_file);
+    check_oom_paths("exec plugin", load_exec_user);
+    check_oom_paths("KUBECONFIG list", load_list);
 
     char *dir = make_temp_dir();
     char path[256];
@@ -550,6 +690,8 @@ int main(void) {
     RUN(test_bad_base64);
     RUN(test_base64_forms);
     RUN(test_unsupported_users);
+    RUN(test_exec_plugin_config);
+    RUN(test_kubeconfig_list);
     RUN(test_unreadable_references);
     RUN(test_in_cluster);
     RUN(test_token_refresh);

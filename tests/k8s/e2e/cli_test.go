@@ -32,6 +32,22 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"--kubeconfig", "/nonexistent", "--remote-cluster-config-file", "x"}, 1,
 			"internal cluster: kubeconfig /nonexistent: cannot read: No such file or directory"},
 		{[]string{"--kubeconfig", notYAML, "--remote-cluster-config-file", "x"}, 1, "internal cluster: kubeconfig " + notYAML + ": line"},
+		// Go's flag syntax, as the existing Deployment writes its args.
+		{[]string{"-h"}, 0, "--zap-time-encoding"},
+		{[]string{"-remote-cluster-config-filex=/x"}, 2, "unknown option -remote-cluster-config-filex "},
+		{[]string{"-remote-cluster-config-file=/x", "-kubeconfig", "/nonexistent"}, 1, "kubeconfig /nonexistent: cannot read"},
+		{[]string{"-leader-elect=maybe", "-remote-cluster-config-file", "x"}, 2, `invalid value "maybe" for --leader-elect`},
+		{[]string{"--zap-encoder=xml", "-remote-cluster-config-file", "x"}, 2, `invalid value "xml" for --zap-encoder`},
+		{[]string{"--zap-log-level=loud", "-remote-cluster-config-file", "x"}, 2, `invalid value "loud" for --zap-log-level`},
+		{[]string{"--zap-stacktrace-level=debug", "-remote-cluster-config-file", "x"}, 2, `invalid value "debug" for --zap-stacktrace-level`},
+		{[]string{"--zap-time-encoding=unix", "-remote-cluster-config-file", "x"}, 2, `invalid value "unix" for --zap-time-encoding`},
+		{[]string{"--lease-duration=90", "-remote-cluster-config-file", "x"}, 2, `invalid value "90" for --lease-duration`},
+		{[]string{"--lease-duration=9s", "-remote-cluster-config-file", "x"}, 2, "--leader-renew-deadline must be shorter than --lease-duration"},
+		{[]string{"--leader-elector-retry-period=9s", "-remote-cluster-config-file", "x"}, 2, "--leader-renew-deadline must be longer than 1.2 times --leader-elector-retry-period"},
+		{[]string{"-zap-devel", "-zap-encoder=json", "--zap-log-level=2", "-zap-stacktrace-level=panic", "-zap-time-encoding=rfc3339nano",
+			"--lease-duration=1m30s", "--leader-renew-deadline=60s", "--leader-elector-retry-period=10s", "--leader-elect=true",
+			"-remote-cluster-config-file", "x", "--kubeconfig=/nonexistent"}, 1, "kubeconfig /nonexistent: cannot read"},
+		{[]string{"--", "-remote-cluster-config-file=x"}, 2, "unexpected argument -remote-cluster-config-file=x"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(bin, append([]string{"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, c.args...)...)

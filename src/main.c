@@ -4,6 +4,7 @@
  * host that declares informers and queues, the probes and metrics server,
  * and the event loop that drives them all. */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

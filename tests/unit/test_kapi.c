@@ -500,16 +500,6 @@ static void test_create_update(env_t *e) {
     CHECK_STR(r.body, body);
 }
 
-static double sample(is_metrics_t *reg, const char *line_start) {
-    is_buf_t out;
-    is_buf_init(&out);
-    CHECK_INT(is_metrics_render(reg, &out), IS_OK);
-    const char *p = strstr(out.data, line_start);
-    double v = p ? strtod(p + strlen(line_start), NULL) : -1;
-    is_buf_free(&out);
-    return v;
-}
-
 /* Each attempt counts in rest_client_requests_total by code, method and
  * host:port, and is timed per verb and host; a refused connection is
  * "<error>". */
@@ -526,19 +516,11 @@ static void test_metrics(env_t *e) {
                           on_done, &out, NULL), IS_OK);
     run_until(&e->loop, &out.calls, 1);
     outcome_free(&out);
-    char line[160];
-    snprintf(line, sizeof line, "rest_client_requests_total{code=\"200\",method=\"GET\",host=\"127.0.0.1:%d\"} ",
-             e->api.port);
-    CHECK(sample(&reg, line) == 1);
-    snprintf(line, sizeof line, "rest_client_requests_total{code=\"404\",method=\"GET\",host=\"127.0.0.1:%d\"} ",
-             e->api.port);
-    CHECK(sample(&reg, line) == 1);
-    snprintf(line, sizeof line, "rest_client_request_duration_seconds_count{verb=\"GET\",host=\"127.0.0.1:%d\"} ",
-             e->api.port);
-    CHECK(sample(&reg, line) == 2);
-    snprintf(line, sizeof line, "rest_client_request_duration_seconds_bucket{verb=\"GET\",host=\"127.0.0.1:%d\",le=\"60\"} ",
-             e->api.port);
-    CHECK(sample(&reg, line) == 2);
+    int p = e->api.port;
+    CHECK(testing_sample(&reg, "rest_client_requests_total{code=\"200\",method=\"GET\",host=\"127.0.0.1:%d\"} ", p) == 1);
+    CHECK(testing_sample(&reg, "rest_client_requests_total{code=\"404\",method=\"GET\",host=\"127.0.0.1:%d\"} ", p) == 1);
+    CHECK(testing_sample(&reg, "rest_client_request_duration_seconds_count{verb=\"GET\",host=\"127.0.0.1:%d\"} ", p) == 2);
+    CHECK(testing_sample(&reg, "rest_client_request_duration_seconds_bucket{verb=\"GET\",host=\"127.0.0.1:%d\",le=\"60\"} ", p) == 2);
 
     is_cluster_t down;
     int port = fake_refused_port();
@@ -547,8 +529,7 @@ static void test_metrics(env_t *e) {
     CHECK_INT(is_kapi_list(&down, &pods, NULL, on_done, &out, NULL), IS_OK);
     run_until(&e->loop, &out.calls, 1);
     outcome_free(&out);
-    snprintf(line, sizeof line, "rest_client_requests_total{code=\"<error>\",method=\"GET\",host=\"127.0.0.1:%d\"} ", port);
-    CHECK(sample(&reg, line) == 1);
+    CHECK(testing_sample(&reg, "rest_client_requests_total{code=\"<error>\",method=\"GET\",host=\"127.0.0.1:%d\"} ", port) == 1);
     is_cluster_close(&down);
     /* The last request of the cluster was made: reg may go first. */
     is_metrics_free(&reg);

@@ -215,26 +215,18 @@ static void test_collectors(void) {
     is_metrics_free(&r);
 }
 
-static double sample(const char *text, const char *name) {
-    char key[128];
-    snprintf(key, sizeof key, "\n%s ", name);
-    const char *p = strstr(text, key);
-    return p ? strtod(p + strlen(key), NULL) : -1;
-}
-
 static void test_process(void) {
     is_metrics_t r;
     is_metrics_init(&r);
     CHECK_INT(is_metrics_register_process(&r), IS_OK);
-    const char *text = render(&r);
-    CHECK(strstr(text, "# TYPE process_cpu_seconds_total counter\n") != NULL);
-    CHECK(sample(text, "process_resident_memory_bytes") > 1024 * 1024 / 4);
-    CHECK(sample(text, "process_open_fds") >= 3);
-    CHECK(sample(text, "process_max_fds") >= sample(text, "process_open_fds"));
-    double start = sample(text, "process_start_time_seconds");
+    CHECK(strstr(render(&r), "# TYPE process_cpu_seconds_total counter\n") != NULL);
+    CHECK(testing_sample(&r, "\n%s ", "process_resident_memory_bytes") > 1024 * 1024 / 4);
+    CHECK(testing_sample(&r, "\n%s ", "process_open_fds") >= 3);
+    CHECK(testing_sample(&r, "\n%s ", "process_max_fds") >= testing_sample(&r, "\n%s ", "process_open_fds"));
+    double start = testing_sample(&r, "\n%s ", "process_start_time_seconds");
     CHECK(start > 1.6e9 && start <= (double)time(NULL) + 1);
-    CHECK(sample(text, "process_cpu_seconds_total") >= 0);
-    CHECK(sample(text, "process_virtual_memory_bytes") > sample(text, "process_resident_memory_bytes"));
+    CHECK(testing_sample(&r, "\n%s ", "process_cpu_seconds_total") >= 0);
+    CHECK(testing_sample(&r, "\n%s ", "process_virtual_memory_bytes") > testing_sample(&r, "\n%s ", "process_resident_memory_bytes"));
     is_metrics_free(&r);
 }
 

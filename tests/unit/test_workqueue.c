@@ -438,16 +438,6 @@ static void check_oom(add_fn add, int fills) {
     CHECK(failures >= 3);
 }
 
-static double metric(is_metrics_t *reg, const char *line_start) {
-    is_buf_t out;
-    is_buf_init(&out);
-    CHECK_INT(is_metrics_render(reg, &out), IS_OK);
-    const char *p = strstr(out.data, line_start);
-    double v = p ? strtod(p + strlen(line_start), NULL) : -1;
-    is_buf_free(&out);
-    return v;
-}
-
 #define L "{name=\"internalrequest\",controller=\"internalrequest\"} "
 
 /* client-go's accounting: adds counts each add that queued the key (or
@@ -462,37 +452,37 @@ static void test_metrics(void) {
     CHECK_INT(is_wq_add(&f.wq, "a"), IS_OK);
     CHECK_INT(is_wq_add(&f.wq, "a"), IS_OK);
     CHECK_INT(is_wq_add(&f.wq, "b"), IS_OK);
-    CHECK(metric(&reg, "workqueue_adds_total" L) == 2);
-    CHECK(metric(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 2);
-    CHECK(metric(&reg, "workqueue_queue_duration_seconds_count" L) == 0);
+    CHECK(testing_sample(&reg, "workqueue_adds_total" L) == 2);
+    CHECK(testing_sample(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 2);
+    CHECK(testing_sample(&reg, "workqueue_queue_duration_seconds_count" L) == 0);
     CHECK_INT(is_loop_run(&f.loop), IS_OK);
     CHECK_INT(is_wq_active(&f.wq), 2);
-    CHECK(metric(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 0);
-    CHECK(metric(&reg, "workqueue_queue_duration_seconds_count" L) == 2);
-    CHECK(metric(&reg, "workqueue_queue_duration_seconds_bucket{name=\"internalrequest\",controller=\"internalrequest\",le=\"1000\"} ") == 2);
-    CHECK(metric(&reg, "workqueue_unfinished_work_seconds" L) > 0);
-    CHECK(metric(&reg, "workqueue_longest_running_processor_seconds" L) > 0);
-    CHECK(metric(&reg, "workqueue_longest_running_processor_seconds" L) <=
-          metric(&reg, "workqueue_unfinished_work_seconds" L));
+    CHECK(testing_sample(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 0);
+    CHECK(testing_sample(&reg, "workqueue_queue_duration_seconds_count" L) == 2);
+    CHECK(testing_sample(&reg, "workqueue_queue_duration_seconds_bucket{name=\"internalrequest\",controller=\"internalrequest\",le=\"1000\"} ") == 2);
+    CHECK(testing_sample(&reg, "workqueue_unfinished_work_seconds" L) > 0);
+    CHECK(testing_sample(&reg, "workqueue_longest_running_processor_seconds" L) > 0);
+    CHECK(testing_sample(&reg, "workqueue_longest_running_processor_seconds" L) <=
+          testing_sample(&reg, "workqueue_unfinished_work_seconds" L));
 
     /* Added while in flight: counted once, waits in depth until done. */
     CHECK_INT(is_wq_add(&f.wq, "a"), IS_OK);
     CHECK_INT(is_wq_add(&f.wq, "a"), IS_OK);
-    CHECK(metric(&reg, "workqueue_adds_total" L) == 3);
-    CHECK(metric(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 1);
+    CHECK(testing_sample(&reg, "workqueue_adds_total" L) == 3);
+    CHECK(testing_sample(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 1);
     finish(&f, "a");
     finish(&f, "b");
-    CHECK(metric(&reg, "workqueue_work_duration_seconds_count" L) == 2);
+    CHECK(testing_sample(&reg, "workqueue_work_duration_seconds_count" L) == 2);
     CHECK_INT(is_loop_run(&f.loop), IS_OK);
-    CHECK(metric(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 0);
-    CHECK(metric(&reg, "workqueue_queue_duration_seconds_count" L) == 3);
+    CHECK(testing_sample(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 0);
+    CHECK(testing_sample(&reg, "workqueue_queue_duration_seconds_count" L) == 3);
     CHECK_INT(is_wq_add_rate_limited(&f.wq, "a", NULL), IS_OK);
-    CHECK(metric(&reg, "workqueue_retries_total" L) == 1);
+    CHECK(testing_sample(&reg, "workqueue_retries_total" L) == 1);
     finish(&f, "a");
-    CHECK(metric(&reg, "workqueue_unfinished_work_seconds" L) == 0);
+    CHECK(testing_sample(&reg, "workqueue_unfinished_work_seconds" L) == 0);
     fixture_close(&f);
     /* Closed: the collector is gone, the registry still renders. */
-    CHECK(metric(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 0);
+    CHECK(testing_sample(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 0);
     is_metrics_free(&reg);
 }
 

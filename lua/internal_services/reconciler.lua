@@ -24,6 +24,7 @@ local cjson = require "cjson"
 local conditions = require "internal_services.conditions"
 local duration = require "internal_services.duration"
 local kube = require "internal_services.kube"
+local metrics = require "internal_services.metrics"
 local names = require "internal_services.names"
 local pipelinerun = require "internal_services.pipelinerun"
 local resources = require "internal_services.resources"
@@ -39,9 +40,10 @@ local R = {}
 R.__index = R
 
 -- deps: kube, cache {get, list}, policies (chain), events (emitter), log,
--- now, namespace, remote, internal, deadline_grace, default_timeout and
+-- now, namespace, remote, internal, deadline_grace, default_timeout,
 -- resync (seconds; the longest wait before a running request is looked at
--- again).
+-- again) and metrics (internal_services.metrics; attempts are counted
+-- where they start and end).
 function reconciler.new(deps)
     for _, field in ipairs { "kube", "cache", "policies", "events", "now", "namespace" } do
         assert(deps[field] ~= nil, "reconciler.new: deps." .. field .. " is required")
@@ -59,6 +61,7 @@ function reconciler.new(deps)
         deadline_grace = deps.deadline_grace or 60,
         default_timeout = deps.default_timeout or 3600,
         resync = deps.resync or 300,
+        metrics = deps.metrics or metrics.none(),
     }, R)
 end
 
@@ -130,7 +133,10 @@ end
 
 function R:reconcile(key)
     local request = self.cache.get("requests", key)
-    if not request then return nil end
+    if not request then
+        self.metrics:attempt_gone(key)
+        return nil
+    end
     if present(request.metadata.deletionTimestamp) then return self:finalize(request) end
     if conditions.is_finished(request) then return self:clean_up(request) end
     return self:proceed(request)
@@ -277,7 +283,16 @@ function R:delete_pipelinerun(pr)
         precondition_uid = pr.metadata.uid,
     })
     if err and err.reason ~= "NotFound" then raise("deleting PipelineRun " .. ref, err) end
-    self.log("info", "deleted PipelineRun", { pipelinerun = ref })
+    self:log_pipelinerun("deleted PipelineRun", pr)
+end
+
+-- One line per PipelineRun created, cancelled or deleted: operators of the
+-- internal cluster may not see the Events on the remote one.
+function R:log_pipelinerun(msg, pr, request_key)
+    self.log("info", msg, {
+        cluster = self.internal, namespace = pr.metadata.namespace, name = pr.metadata.name,
+        request = request_key or self:pipelinerun_event(pr) or "",
+    })
 end
 
 -- Asks Tekton to stop pr; returns false when it is already gone.
@@ -286,7 +301,7 @@ function R:cancel_pipelinerun(pr)
     local patched, err = self.kube:patch(self.internal, PIPELINE_RUN, pr.metadata.namespace,
         pr.metadata.name, tekton.cancel_patch(), "merge")
     if patched then
-        self.log("info", "cancelled PipelineRun", { pipelinerun = ref })
+        self:log_pipelinerun("cancelled PipelineRun", pr)
         return true
     end
     if err.reason == "NotFound" then return false end
@@ -299,6 +314,7 @@ end
 -- deletion finish.
 function R:finalize(request)
     if not finalizer_index(request) then return nil end
+    if not conditions.is_finished(request) then self:count_attempt(request, "Deleted", self.now()) end
     local pr, ref = self:owned_pipelinerun(request)
     local cancelled = false
     if pr and not tekton.is_done(pr) then cancelled = self:cancel_pipelinerun(pr) end
@@ -326,9 +342,21 @@ function R:clean_up(request)
     return nil
 end
 
+-- Counts a request's attempt as ended with reason at time ended (epoch
+-- seconds); its duration from status.startTime, when it had started.
+function R:count_attempt(request, reason, ended)
+    local status = type(request.status) == "table" and request.status or {}
+    local started = reconciler.parse_time(status.startTime)
+    self.metrics:attempt_finished(key_of(request), {
+        request = metrics.pipeline_name(request), namespace = request.metadata.namespace,
+        reason = reason, succeeded = reason == conditions.reasons.succeeded,
+    }, started and ended and ended - started or nil)
+end
+
 -- Writes a final status, records the event and cleans up.
 function R:conclude(request, status, event_type, reason, message)
     request = self:write_status(request, status)
+    self:count_attempt(request, reason, reconciler.parse_time(status.completionTime))
     self.events:emit(request, event_type, reason, message)
     self.log("info", "InternalRequest " .. reason:lower(), { request = key_of(request), message = message })
     return self:clean_up(request)
@@ -385,6 +413,7 @@ function R:start(request)
         end
         raise("creating PipelineRun " .. ref, cerr)
     end
+    self:log_pipelinerun("created PipelineRun", created, key_of(request))
     self.events:normal(request, "Accepted", self:accepted_message())
     return self:started(request, created)
 end
@@ -419,6 +448,7 @@ end
 -- A running request: finish it when its PipelineRun is done, else wait.
 function R:follow(request, pr)
     local ref = request.status.pipelineRun
+    self.metrics:attempt_running(key_of(request))
     pr = pr or self:read_pipelinerun(ref)
     if not pr or owner_uid(pr) ~= request.metadata.uid then return self:vanished(request, ref) end
     if tekton.is_done(pr) then return self:complete(request, pr) end

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"internal-services/tests/k8s/bed"
@@ -290,21 +292,48 @@ func TestMetrics(t *testing.T) {
 		}
 	})
 
-	t.Run("a log line for every PipelineRun created and deleted", func(t *testing.T) {
+	t.Run("a request deleted while it runs ends its attempt", func(t *testing.T) {
+		e.t = t
+		e.create(request{ns: "tenant-a", name: "metrics-deleted", refParams: clusterRef("never-ends")})
+		e.waitRequest("tenant-a", "metrics-deleted", "Running", 60*time.Second, hasCondition("Unknown", "Running"), ctrl)
+		e.waitSample(port, "internal_request_attempt_concurrent_requests", nil, "1", func(v float64) bool { return v == 1 })
+		if err := e.remoteC.Resource(irGVR).Namespace("tenant-a").Delete(context.Background(), "metrics-deleted",
+			metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitRequest("tenant-a", "metrics-deleted", "deletion", 60*time.Second,
+			func(o *unstructured.Unstructured) bool { return o == nil }, ctrl)
+		e.waitSample(port, "internal_request_attempt_concurrent_requests", nil, "0", func(v float64) bool { return v == 0 })
+		deleted := map[string]string{"request": "never-ends", "namespace": "tenant-a", "reason": "Deleted", "succeeded": "false"}
+		if v, _ := sample(scrape(t, port), "internal_request_attempt_total", deleted); v != 1 {
+			t.Errorf("internal_request_attempt_total%v = %v, want 1", deleted, v)
+		}
+	})
+
+	t.Run("a log line for every PipelineRun created, cancelled and deleted", func(t *testing.T) {
 		e.t = t
 		log := ctrl.log()
-		for _, msg := range []string{"created PipelineRun", "deleted PipelineRun"} {
-			found := false
+		logged := func(msg, request string) bool {
 			for _, line := range strings.Split(log, "\n") {
-				if strings.Contains(line, `"msg":"`+msg+`"`) && strings.Contains(line, `"request":"tenant-a/metrics-1"`) &&
+				if strings.Contains(line, `"msg":"`+msg+`"`) && strings.Contains(line, `"request":"`+request+`"`) &&
 					strings.Contains(line, `"cluster":"internal"`) && strings.Contains(line, `"namespace":"`+controllerNS+`"`) &&
 					strings.Contains(line, `"name":"`) {
-					found = true
+					return true
 				}
 			}
-			if !found {
-				t.Errorf("no %q line for tenant-a/metrics-1 with cluster, namespace, name and request", msg)
+			return false
+		}
+		for _, want := range [][2]string{
+			{"created PipelineRun", "tenant-a/metrics-1"}, {"deleted PipelineRun", "tenant-a/metrics-1"},
+			{"created PipelineRun", "tenant-a/metrics-deleted"}, {"cancelled PipelineRun", "tenant-a/metrics-deleted"},
+			{"deleted PipelineRun", "tenant-a/metrics-deleted"},
+		} {
+			if !logged(want[0], want[1]) {
+				t.Errorf("no %q line for %s with cluster, namespace, name and request", want[0], want[1])
 			}
+		}
+		if logged("created PipelineRun", "tenant-b/metrics-denied") {
+			t.Errorf("a PipelineRun was logged as created for a rejected request")
 		}
 	})
 }

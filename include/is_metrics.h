@@ -11,8 +11,8 @@
  * oldest reconcile has run) are filled in by collectors, which render runs
  * first.
  *
- * Everything is capped: label and bucket counts, label value length, series
- * in the registry and rendered bytes; a cap returns IS_ELIMIT, an allocation
+ * Everything is capped: families, label and bucket counts, label value
+ * length, series in the registry and rendered bytes; a cap returns IS_ELIMIT, an allocation
  * failure IS_ENOMEM, and nothing is half added. */
 #ifndef IS_METRICS_H
 #define IS_METRICS_H
@@ -27,6 +27,7 @@
 #define IS_METRICS_MAX_NAME 128         /* bytes of a metric or label name */
 #define IS_METRICS_MAX_HELP 1024
 #define IS_METRICS_DEFAULT_MAX_SERIES 10000
+#define IS_METRICS_MAX_FAMILIES 1024
 #define IS_METRICS_MAX_TEXT ((size_t)32 << 20)
 
 typedef enum is_metric_type_e {
@@ -47,7 +48,7 @@ struct is_metrics_s {
     size_t max_series;          /* default IS_METRICS_DEFAULT_MAX_SERIES */
     /* internal */
     is_metric_t *families__;    /* sorted by name */
-    size_t series__;
+    size_t series__, families_n__;
     is_metrics_collector_t *collectors__;
 };
 

@@ -141,6 +141,7 @@ static int family_new(is_metrics_t *r, is_metric_type_t type, const char *name, 
         return IS_OK;
     }
 
+    if (r->families_n__ >= IS_METRICS_MAX_FAMILIES) return IS_ELIMIT;
     is_metric_t *m = is_calloc(1, sizeof *m);
     if (!m) return IS_ENOMEM;
     m->registry = r;
@@ -167,6 +168,7 @@ static int family_new(is_metrics_t *r, is_metric_type_t type, const char *name, 
     }
     m->next = *link;
     *link = m;
+    r->families_n__++;
     *out = m;
     return IS_OK;
 }

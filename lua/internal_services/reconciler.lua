@@ -314,7 +314,6 @@ end
 -- deletion finish.
 function R:finalize(request)
     if not finalizer_index(request) then return nil end
-    if not conditions.is_finished(request) then self:count_attempt(request, "Deleted", self.now()) end
     local pr, ref = self:owned_pipelinerun(request)
     local cancelled = false
     if pr and not tekton.is_done(pr) then cancelled = self:cancel_pipelinerun(pr) end
@@ -324,6 +323,9 @@ function R:finalize(request)
             "PipelineRun " .. ref .. " cancelled because the InternalRequest is being deleted")
     end
     self:remove_finalizer(request)
+    -- Counted once the step is done: a retry of a failed step must not
+    -- count the attempt twice.
+    if not conditions.is_finished(request) then self:count_attempt(request, "Deleted", self.now()) end
     return nil
 end
 

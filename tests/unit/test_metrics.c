@@ -190,6 +190,17 @@ static void test_caps(void) {
     CHECK_INT(is_metric_add(c, v, 1), IS_OK);
     free(big);
     is_metrics_free(&r);
+
+    is_metrics_init(&r);
+    int rc = IS_OK, made = 0;
+    while (rc == IS_OK && made <= IS_METRICS_MAX_FAMILIES) {
+        snprintf(name, sizeof name, "f%d", made);
+        if ((rc = is_metrics_gauge(&r, name, "h", NULL, &c)) == IS_OK) made++;
+    }
+    CHECK_INT(rc, IS_ELIMIT);
+    CHECK_INT(made, IS_METRICS_MAX_FAMILIES);
+    CHECK_INT(is_metrics_gauge(&r, "f7", "h", NULL, &c), IS_OK); /* found, not made */
+    is_metrics_free(&r);
 }
 
 static int collected;

@@ -698,9 +698,9 @@ static int l_queue(lua_State *L) {
     q->wq.max_delay_ms = (uint64_t)(num_field(L, 1, "max_delay", 1000) * 1000.0);
     if (q->wq.max_active < 1) q->wq.max_active = 1;
     if (q->wq.base_delay_ms < 1) q->wq.base_delay_ms = 1;
-    /* workqueue_* series are named after the controller, as in controller-runtime. */
+    /* workqueue_* series are named after the controller, as in
+     * controller-runtime; a queue without metrics still serves. */
     const char *controller = opt_field(L, 1, "controller");
-    /* A queue without metrics still serves. */
     int rc = h->metrics ? is_wq_set_metrics(&q->wq, h->metrics, controller ? controller : name) : IS_OK;
     if (rc != IS_OK) log_kv(IS_LOG_WARN, "queue metrics unavailable", "queue", name, "error", is_strerror(rc));
     return 0;

@@ -20,6 +20,7 @@
 #include "is_kstatus.h"
 #include "is_kubeconfig.h"
 #include "is_loop.h"
+#include "is_metrics.h"
 
 typedef struct is_cluster_s {
     char *name;            /* "internal", "remote", ... (for logs) */
@@ -38,6 +39,8 @@ typedef struct is_cluster_s {
     struct is_http_req_s *releasing__; /* the batch being handed on */
     is_timer_t fail_timer__;           /* fails waiting requests when the plugin cannot start */
     char *exec_error__;
+    is_metric_t *requests_metric__, *latency_metric__; /* is_cluster_set_metrics */
+    char *metrics_host__;
 } is_cluster_t;
 
 typedef struct is_http_req_s is_http_req_t;
@@ -70,6 +73,11 @@ typedef struct is_http_opts_s {
 /* Takes ownership of *kc (zeroes it). */
 int is_cluster_init(is_cluster_t *c, is_loop_t *loop, const char *name, is_kubeconfig_t *kc);
 void is_cluster_close(is_cluster_t *c);
+/* Reports client-go's rest_client_requests_total{code,method,host} and
+ * rest_client_request_duration_seconds{verb,host} for every attempt
+ * (each try of a request, as client-go counts them) into reg, which must
+ * outlive the cluster. host is the server's host:port. */
+int is_cluster_set_metrics(is_cluster_t *c, is_metrics_t *reg);
 
 /* Starts a request. On IS_OK, done (or nothing, if cancelled) follows later
  * from the loop; *out (may be NULL) lets the caller cancel it. */

@@ -16,6 +16,7 @@
 #include "is_kapi.h"
 #include "is_map.h"
 #include "is_framer.h"
+#include "is_metrics.h"
 
 typedef struct is_informer_s is_informer_t;
 
@@ -73,10 +74,16 @@ struct is_informer_s {
     is_framer_t framer__;
     is_timer_t retry__, resync__;
     unsigned long events__, relists__, reconnects__;
+    is_series_t *events_metric__, *relists_metric__, *restarts_metric__;
 };
 
 int is_informer_init(is_informer_t *inf, const is_informer_opts_t *opts,
                      const is_informer_handlers_t *handlers, void *data);
+/* Counts watch events, relists (after 410 Gone) and watch restarts (after
+ * a failed list or watch) in reg as internal_services_watch_events_total,
+ * internal_services_relists_total and internal_services_watch_restarts_total,
+ * labelled cluster and informer. reg must outlive the informer. */
+int is_informer_set_metrics(is_informer_t *inf, is_metrics_t *reg);
 int is_informer_start(is_informer_t *inf);
 void is_informer_stop(is_informer_t *inf);
 void is_informer_close(is_informer_t *inf);  /* stops and frees the cache */

@@ -16,6 +16,7 @@
 #include "is_loop.h"
 #include "is_http.h"
 #include "is_map.h"
+#include "is_metrics.h"
 
 typedef struct is_lua_s is_lua_t;
 
@@ -44,6 +45,7 @@ typedef struct is_lua_opts_s {
     int max_concurrent_reconciles; /* host.config.max_concurrent_reconciles */
     const is_lua_arg_t *args;   /* host.config.args, copied into the state */
     size_t nargs;
+    is_metrics_t *metrics;      /* host.metric, queue and informer metrics; NULL = none */
 } is_lua_opts_t;
 
 struct is_lua_s {
@@ -55,6 +57,7 @@ struct is_lua_s {
     is_map_t clusters;          /* name -> is_cluster_t* (not owned) */
     is_map_t informers;         /* name -> internal (owned) */
     is_map_t queues;            /* name -> internal (owned) */
+    is_metrics_t *metrics;      /* not owned; must outlive the host */
     int tasks;                  /* live coroutines */
     int stopping;
     unsigned long reconciles, reconcile_errors, script_errors;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include "is_loop.h"
 #include "is_map.h"
+#include "is_metrics.h"
 
 typedef struct is_wq_s is_wq_t;
 typedef struct is_wq_item_s is_wq_item_t;  /* internal */
@@ -34,10 +35,17 @@ struct is_wq_s {
     int active__;
     is_timer_t dispatch__;     /* zero-delay timer that runs ready keys */
     int shutting_down__;
+    is_metrics_t *metrics__;   /* is_wq_set_metrics */
+    is_series_t *depth__, *adds__, *latency__, *work__, *unfinished__, *longest__, *retries__;
 };
 
 int is_wq_init(is_wq_t *wq, is_loop_t *loop, is_wq_process_cb process, void *data);
 void is_wq_close(is_wq_t *wq);  /* drops every key and timer */
+/* Reports client-go's workqueue_* metrics (depth, adds, queue and work
+ * durations, unfinished work, longest running processor, retries) into
+ * reg, labelled name and controller (controller-runtime's layout) with
+ * name. reg must outlive the queue or its is_wq_close. */
+int is_wq_set_metrics(is_wq_t *wq, is_metrics_t *reg, const char *name);
 
 /* Queues key now (no-op if already queued; deferred if in flight). */
 int is_wq_add(is_wq_t *wq, const char *key);

@@ -1,6 +1,7 @@
 local cjson = require "cjson"
 local fixtures = require "spec.support.fixtures"
 local fake_api = require "spec.support.fake_api"
+local fake_metrics = require "spec.support.fake_metrics"
 local world = require "spec.support.world"
 local kube = require "internal_services.kube"
 local resources = require "internal_services.resources"
@@ -27,6 +28,9 @@ local function fake_host(config)
     h.kube = h.api.raw
     h.log = function(level, msg, fields) h.logs[#h.logs + 1] = { level = level, msg = msg, fields = fields } end
     h.now = function() return h.clock end
+    h.monotonic = function() return math.floor(h.clock * 1000) end
+    h.metrics = fake_metrics.new()
+    h.metric = h.metrics.define
     h.cache_get = function(informer, key)
         local obj = cache.get(informer, key)
         return obj and kube.encode(obj) or nil
@@ -107,6 +111,23 @@ describe("main", function()
         assert.equal(50, h.queues.requests.max_active)
         start({ max_concurrent_reconciles = 4 })
         assert.equal(4, h.queues.requests.max_active)
+    end)
+
+    it("reports the queue as controller-runtime's internalrequest controller", function()
+        start({ max_concurrent_reconciles = 4 })
+        local q = h.queues.requests
+        assert.equal("internalrequest", q.controller)
+        local c = { controller = "internalrequest" }
+        assert.equal(4, h.metrics:value("controller_runtime_max_concurrent_reconciles", c))
+        assert.equal(0, h.metrics:value("controller_runtime_reconcile_total", { controller = "internalrequest", result = "success" }))
+        -- Before the caches are synced a reconcile asks to come back later.
+        assert.same({ requeue_after = 1 }, q.reconcile("tenant-a/x"))
+        assert.equal(1, h.metrics:value("controller_runtime_reconcile_total",
+            { controller = "internalrequest", result = "requeue_after" }))
+        assert.equal(1, (h.metrics:value("controller_runtime_reconcile_time_seconds", c)))
+        assert.equal(0, h.metrics:value("controller_runtime_active_workers", c))
+        -- Without leader election there is no Lease to report.
+        assert.is_nil(h.metrics:value("leader_election_master_status", { name = "internal-services-leader" }))
     end)
 
     it("declares the queue and the three informers", function()
@@ -213,17 +234,21 @@ describe("main", function()
             spec = { holderIdentity = "pod-0", leaseDurationSeconds = 15 },
         }
         h.api:put("internal", resources.lease, lease)
+        local status = { name = "internal-services-leader" }
         h.advance(10)
         assert.is_nil(h.watches.requests)
         assert.is_nil(h.leader)
+        assert.equal(0, h.metrics:value("leader_election_master_status", status))
         h.advance(10)
         assert.is_table(h.watches.requests)
         assert.is_true(h.leader)
+        assert.equal(1, h.metrics:value("leader_election_master_status", status))
         assert.equal("pod-1", h.api:object("internal", resources.lease, NS, "internal-services-leader").spec.holderIdentity)
         h.api:inject({ verb = "get", resource = "leases", times = math.huge,
                        respond = { code = 503, reason = "ServiceUnavailable" } })
         h.advance(30)
         assert.is_false(h.leader)
+        assert.equal(0, h.metrics:value("leader_election_master_status", status))
         assert.equal(1, h.exit.code)
         assert.matches("^leadership lost: could not renew the Lease", h.exit.why)
     end)
@@ -234,6 +259,7 @@ describe("main", function()
         assert.is_true(h.leader)
         main.stop()
         assert.is_false(h.leader)
+        assert.equal(0, h.metrics:value("leader_election_master_status", { name = "internal-services-leader" }))
         local lease = h.api:object("internal", resources.lease, NS, "internal-services-leader")
         assert.equal("", lease.spec.holderIdentity)
         -- The renewal still scheduled finds the election over.

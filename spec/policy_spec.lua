@@ -187,3 +187,32 @@ describe("policy inputs", function()
         assert.are.same({ "tenant-a" }, config.spec.allowList)
     end)
 end)
+
+describe("policy chain metrics", function()
+    local fake_metrics = require "spec.support.fake_metrics"
+    local metrics = require "internal_services.metrics"
+
+    it("counts denials and errors by policy, and scripts refused at load", function()
+        local reg = fake_metrics.new()
+        local m = metrics.new(reg.define)
+        local chain = policy.new({ budget = 100000, memory = 4 * 1024 * 1024, metrics = m })
+        assert.are.same({ false }, { (chain:evaluate(request, {})) })
+        assert.are.equal(1, reg:value("internal_services_policy_denials_total", { policy = "" }))
+        assert(chain:load({ script("a.lua", ALLOW),
+            script("deny.lua", "return function(r) return r.metadata.name ~= 'no', 'not this one' end"),
+            script("fail.lua", "return function(r) if r.metadata.name == 'boom' then error('x') end return r.metadata.name ~= 'nil' or nil end") }))
+        local function judge(name)
+            return (chain:evaluate({ metadata = { name = name, namespace = "tenant-a" } }, {}))
+        end
+        assert.is_true(judge("fine"))
+        assert.is_false(judge("no"))
+        assert.is_false(judge("no"))
+        assert.is_false(judge("boom"))
+        assert.is_false(judge("nil"))
+        assert.are.equal(2, reg:value("internal_services_policy_denials_total", { policy = "deny.lua" }))
+        assert.are.equal(2, reg:value("internal_services_policy_errors_total", { policy = "fail.lua" }))
+        assert.is_nil(reg:value("internal_services_policy_denials_total", { policy = "a.lua" }))
+        assert.is_nil(chain:load({ script("typo.lua", "return function(") }))
+        assert.are.equal(1, reg:value("internal_services_policy_load_errors_total", { policy = "typo.lua" }))
+    end)
+end)

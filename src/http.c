@@ -35,6 +35,8 @@ struct is_http_req_s {
     is_http_req_t *next_waiting; /* in cluster->waiting__ */
     int waiting;
     int write_failed;        /* IS_ENOMEM while buffering */
+    int recorded;            /* this attempt is in the metrics */
+    struct timespec started; /* this attempt's start */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -68,8 +70,56 @@ void is_cluster_close(is_cluster_t *c) {
     is_exec_cred_free(&c->cred__);
     is_free(c->exec_error__);
     is_free(c->name);
+    is_free(c->metrics_host__);
     is_kubeconfig_free(&c->kc);
     memset(c, 0, sizeof *c);
+}
+
+int is_cluster_set_metrics(is_cluster_t *c, is_metrics_t *reg) {
+    /* component-base's layout (k8s.io/component-base/metrics/prometheus/restclient). */
+    static const double buckets[] = { 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60 };
+    static const char *const result_labels[] = { "code", "method", "host", NULL };
+    static const char *const latency_labels[] = { "verb", "host", NULL };
+    if (!c->kc.server) return IS_EINVAL;
+    is_metric_t *requests, *latency;
+    int rc = is_metrics_counter(reg, "rest_client_requests_total",
+                                "Number of HTTP requests, partitioned by status code, method, and host.",
+                                result_labels, &requests);
+    if (rc == IS_OK)
+        rc = is_metrics_histogram(reg, "rest_client_request_duration_seconds",
+                                  "Request latency in seconds. Broken down by verb, and host.", latency_labels,
+                                  buckets, sizeof buckets / sizeof buckets[0], &latency);
+    if (rc != IS_OK) return rc;
+    /* client-go's host label is the URL's host:port. */
+    const char *host = strstr(c->kc.server, "://");
+    host = host ? host + 3 : c->kc.server;
+    char *copy = is_strndup(host, strcspn(host, "/"));
+    if (!copy) return IS_ENOMEM;
+    is_free(c->metrics_host__);
+    c->metrics_host__ = copy;
+    c->requests_metric__ = requests;
+    c->latency_metric__ = latency;
+    return IS_OK;
+}
+
+/* Once per attempt: at the first byte of a streamed response (a watch
+ * lasts minutes; client-go times it to its headers), else at its end. A
+ * transport failure has code "<error>", as in client-go. */
+static void record_attempt(is_http_req_t *r, long code) {
+    is_cluster_t *c = r->cluster;
+    if (r->recorded || !c->requests_metric__) return;
+    r->recorded = 1;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double seconds = (double)(now.tv_sec - r->started.tv_sec) + (double)(now.tv_nsec - r->started.tv_nsec) / 1e9;
+    char code_text[24];
+    if (code > 0) snprintf(code_text, sizeof code_text, "%ld", code);
+    else snprintf(code_text, sizeof code_text, "<error>");
+    const char *const result[] = { code_text, r->method, c->metrics_host__ };
+    const char *const latency[] = { r->method, c->metrics_host__ };
+    /* A full registry drops the sample; the request goes on. */
+    (void)is_metric_add(c->requests_metric__, result, 1);
+    (void)is_metric_observe(c->latency_metric__, latency, seconds < 0 ? 0 : seconds);
 }
 
 static void req_free(is_http_req_t *r) {
@@ -90,8 +140,10 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
     if (r->code == 0) curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->code);
     /* Only a successful response is streamed; an error body is buffered so
      * that it can be decoded as a Status when the transfer ends. */
-    if (r->on_data && r->code >= 200 && r->code < 300)
+    if (r->on_data && r->code >= 200 && r->code < 300) {
+        record_attempt(r, r->code);
         return r->on_data(r, ptr, n, r->ud) == 0 ? n : 0;
+    }
     if (is_buf_append(&r->body, ptr, n) != IS_OK) {
         r->write_failed = 1;
         return 0;
@@ -226,6 +278,8 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *data);
 static int start_transfer(is_http_req_t *r) {
     r->code = 0;
     r->errbuf[0] = 0;
+    r->recorded = 0;
+    clock_gettime(CLOCK_MONOTONIC, &r->started);
     is_buf_reset(&r->body);
     int rc = is_loop_add_transfer(r->cluster->loop, r->easy, on_transfer_done, r);
     if (rc == IS_OK) r->cluster->requests++;
@@ -424,6 +478,7 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *data) {
     is_cluster_t *c = r->cluster;
     (void)easy;
     if (r->code == 0) curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->code);
+    record_attempt(r, result == CURLE_OK || r->code >= 400 ? r->code : 0);
     /* A 401 with a plugin's credential: the credential was revoked or
      * expired early. Run the plugin again (once for every request that
      * used the same credential) and retry once. */

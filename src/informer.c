@@ -80,6 +80,35 @@ int is_informer_init(is_informer_t *inf, const is_informer_opts_t *o,
     return rc;
 }
 
+int is_informer_set_metrics(is_informer_t *inf, is_metrics_t *reg) {
+    static const char *const labels[] = { "cluster", "informer", NULL };
+    static const struct { const char *name, *help; size_t offset; } defs[] = {
+        { "internal_services_watch_events_total", "Watch events received, by cluster and informer.",
+          offsetof(is_informer_t, events_metric__) },
+        { "internal_services_relists_total",
+          "Full lists after the watch's resource version expired (410 Gone), by cluster and informer.",
+          offsetof(is_informer_t, relists_metric__) },
+        { "internal_services_watch_restarts_total",
+          "Lists and watches started again after a failure, by cluster and informer.",
+          offsetof(is_informer_t, restarts_metric__) },
+    };
+    const char *const values[] = { inf->cluster__->name, inf->name__ };
+    is_series_t *series[3];
+    for (size_t i = 0; i < 3; i++) {
+        is_metric_t *m;
+        int rc = is_metrics_counter(reg, defs[i].name, defs[i].help, labels, &m);
+        if (rc == IS_OK) rc = is_metric_with(m, values, &series[i]);
+        if (rc != IS_OK) return rc;
+    }
+    for (size_t i = 0; i < 3; i++) *(is_series_t **)((char *)inf + defs[i].offset) = series[i];
+    return IS_OK;
+}
+
+static void count(unsigned long *counter, is_series_t *series) {
+    (*counter)++;
+    if (series) is_series_add(series, 1);
+}
+
 static is_kres_t resource(const is_informer_t *inf) {
     return (is_kres_t){ inf->group__, inf->version__, inf->plural__, inf->namespaced__ };
 }
@@ -103,6 +132,7 @@ static void report(is_informer_t *inf, const char *what, long code, const char *
 static void retry_later(is_informer_t *inf, const char *what, long code, const char *reason,
                         const char *message) {
     uint64_t delay = backoff(inf);
+    if (inf->restarts_metric__) is_series_add(inf->restarts_metric__, 1);
     report(inf, what, code, reason, message, delay);
     inf->state__ = ST_WAITING;
     if (is_timer_start(&inf->retry__, delay) != IS_OK)
@@ -204,7 +234,7 @@ static int on_event_line(const char *line, size_t len, void *ud) {
     }
     size_t olen;
     const char *obj = is_json_raw(&doc, t_obj, &olen);
-    inf->events__++;
+    count(&inf->events__, inf->events_metric__);
 
     if (strcmp(type, "ERROR") == 0) {
         /* The object is a Status. 410 Gone: our resourceVersion is older
@@ -281,7 +311,7 @@ static void on_watch_done(is_http_req_t *req, const is_http_result_t *res, void 
     if (why == ABORT_RELIST || res->code == 410) {
         report(inf, "watch", 410, "Expired",
                message ? message : "resource version too old; relisting", 0);
-        inf->relists__++;
+        count(&inf->relists__, inf->relists_metric__);
         start_list(inf);
     } else if (why == ABORT_ERROR) {
         inf->reconnects__++;

@@ -20,6 +20,7 @@
 #include "is_informer.h"
 #include "is_kapi.h"
 #include "is_log.h"
+#include "is_luametrics.h"
 #include "is_workqueue.h"
 
 /* lua-cjson is linked in (liblua5.4-cjson) rather than loaded from disk,
@@ -699,6 +700,11 @@ static int l_queue(lua_State *L) {
     q->wq.max_delay_ms = (uint64_t)(num_field(L, 1, "max_delay", 1000) * 1000.0);
     if (q->wq.max_active < 1) q->wq.max_active = 1;
     if (q->wq.base_delay_ms < 1) q->wq.base_delay_ms = 1;
+    /* workqueue_* series are named after the controller, as in
+     * controller-runtime; a queue without metrics still serves. */
+    const char *controller = opt_field(L, 1, "controller");
+    int rc = h->metrics ? is_wq_set_metrics(&q->wq, h->metrics, controller ? controller : name) : IS_OK;
+    if (rc != IS_OK) log_kv(IS_LOG_WARN, "queue metrics unavailable", "queue", name, "error", is_strerror(rc));
     return 0;
 }
 
@@ -818,6 +824,8 @@ static int l_watch(lua_State *L) {
     li->host = h;
     li->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int rc = is_informer_init(&li->inf, &o, &handlers, li);
+    if (rc == IS_OK && h->metrics && is_informer_set_metrics(&li->inf, h->metrics) != IS_OK)
+        log_kv(IS_LOG_WARN, "informer metrics unavailable", "informer", name, NULL, NULL);
     if (rc == IS_OK) rc = is_map_set(&h->informers, name, li, NULL);
     if (rc != IS_OK) {
         informer_free(li);
@@ -986,6 +994,7 @@ static int open_host(lua_State *L) {
     lua_newtable(L);
     lua_pushlightuserdata(L, h);
     luaL_setfuncs(L, host_funcs, 1);
+    is_luametrics_open(L, h->metrics);
     return 1;
 }
 
@@ -1087,6 +1096,7 @@ static int init_state(lua_State *L) {
 int is_lua_init(is_lua_t *h, is_loop_t *loop, const is_lua_opts_t *o, char *err, size_t errlen) {
     memset(h, 0, sizeof *h);
     h->loop = loop;
+    h->metrics = o->metrics;
     h->mem_limit = o->memory_limit ? o->memory_limit : (size_t)256 << 20;
     h->instruction_budget = o->instruction_budget ? o->instruction_budget : 50000000L;
     is_map_init(&h->clusters);
@@ -1250,15 +1260,15 @@ int is_lua_metrics(const is_lua_t *h, is_buf_t *out) {
     const char *k;
     void *v;
 #define P(...) do { if (rc == IS_OK) rc = is_buf_printf(out, __VA_ARGS__); } while (0)
-    P("# TYPE internal_services_lua_memory_bytes gauge\ninternal_services_lua_memory_bytes %zu\n", h->mem_used);
-    P("# TYPE internal_services_lua_tasks gauge\ninternal_services_lua_tasks %d\n", h->tasks);
-    P("# TYPE internal_services_script_errors_total counter\ninternal_services_script_errors_total %lu\n",
+    P("# HELP internal_services_lua_memory_bytes Bytes held by the Lua state.\n# TYPE internal_services_lua_memory_bytes gauge\ninternal_services_lua_memory_bytes %zu\n", h->mem_used);
+    P("# HELP internal_services_lua_tasks Live Lua coroutines (reconciles and background tasks).\n# TYPE internal_services_lua_tasks gauge\ninternal_services_lua_tasks %d\n", h->tasks);
+    P("# HELP internal_services_script_errors_total Lua tasks and informer event handlers that failed.\n# TYPE internal_services_script_errors_total counter\ninternal_services_script_errors_total %lu\n",
       h->script_errors);
-    P("# TYPE internal_services_leader gauge\ninternal_services_leader %d\n", PRIV(h)->leader);
-    P("# TYPE internal_services_reconciles_total counter\n");
-    P("# TYPE internal_services_reconcile_errors_total counter\n");
-    P("# TYPE internal_services_queue_depth gauge\n");
-    P("# TYPE internal_services_queue_active gauge\n");
+    P("# HELP internal_services_leader 1 while this process leads (or runs without leader election).\n# TYPE internal_services_leader gauge\ninternal_services_leader %d\n", PRIV(h)->leader);
+    P("# HELP internal_services_reconciles_total Reconciles finished, by queue.\n# TYPE internal_services_reconciles_total counter\n");
+    P("# HELP internal_services_reconcile_errors_total Reconciles that failed and were retried, by queue.\n# TYPE internal_services_reconcile_errors_total counter\n");
+    P("# HELP internal_services_queue_depth Keys queued or waiting on a delay, by queue.\n# TYPE internal_services_queue_depth gauge\n");
+    P("# HELP internal_services_queue_active Keys being reconciled, by queue.\n# TYPE internal_services_queue_active gauge\n");
     while (is_map_next(&h->queues, &iter, &k, &v)) {
         const lh_queue_t *q = v;
         P("internal_services_reconciles_total{queue=\"%s\"} %lu\n", k, q->reconciles);
@@ -1266,20 +1276,13 @@ int is_lua_metrics(const is_lua_t *h, is_buf_t *out) {
         P("internal_services_queue_depth{queue=\"%s\"} %zu\n", k, is_wq_len(&q->wq) + is_wq_waiting(&q->wq));
         P("internal_services_queue_active{queue=\"%s\"} %d\n", k, is_wq_active(&q->wq));
     }
+    P("# HELP internal_services_informer_objects Objects in the informer's cache.\n");
     P("# TYPE internal_services_informer_objects gauge\n");
-    P("# TYPE internal_services_watch_events_total counter\n");
-    P("# TYPE internal_services_relists_total counter\n");
-    P("# TYPE internal_services_watch_reconnects_total counter\n");
     iter = 0;
-    while (is_map_next(&h->informers, &iter, &k, &v)) {
-        const lh_informer_t *li = v;
-        P("internal_services_informer_objects{informer=\"%s\"} %zu\n", k, is_informer_count(&li->inf));
-        P("internal_services_watch_events_total{informer=\"%s\"} %lu\n", k, li->inf.events__);
-        P("internal_services_relists_total{informer=\"%s\"} %lu\n", k, li->inf.relists__);
-        P("internal_services_watch_reconnects_total{informer=\"%s\"} %lu\n", k, li->inf.reconnects__);
-    }
-    P("# TYPE internal_services_api_requests_total counter\n");
-    P("# TYPE internal_services_api_failures_total counter\n");
+    while (is_map_next(&h->informers, &iter, &k, &v))
+        P("internal_services_informer_objects{informer=\"%s\"} %zu\n", k, is_informer_count(&((const lh_informer_t *)v)->inf));
+    P("# HELP internal_services_api_requests_total Requests started to an API server, by cluster.\n# TYPE internal_services_api_requests_total counter\n");
+    P("# HELP internal_services_api_failures_total Requests to an API server that failed (transport error or code >= 400), by cluster.\n# TYPE internal_services_api_failures_total counter\n");
     iter = 0;
     while (is_map_next(&h->clusters, &iter, &k, &v)) {
         const is_cluster_t *c = v;

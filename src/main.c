@@ -22,6 +22,7 @@
 #include "is_log.h"
 #include "is_loop.h"
 #include "is_luahost.h"
+#include "is_metrics.h"
 
 #ifndef IS_DEFAULT_LUA_DIR
 #define IS_DEFAULT_LUA_DIR "/usr/share/internal-services/lua"
@@ -340,6 +341,7 @@ typedef struct app_s {
     is_cluster_t internal, remote;
     is_lua_t lua;
     is_httpd_t metrics, health;
+    is_metrics_t registry;    /* outlives the clusters and the Lua host */
 } app_t;
 
 static int serve(const char *path, is_buf_t *body, const char **type, void *ud) {
@@ -355,9 +357,14 @@ static int serve(const char *path, is_buf_t *body, const char **type, void *ud) 
     }
     if (!strcmp(path, "/metrics")) {
         *type = "text/plain; version=0.0.4; charset=utf-8";
-        is_buf_printf(body, "# TYPE internal_services_memory_bytes gauge\ninternal_services_memory_bytes %zu\n",
+        is_buf_printf(body, "# HELP internal_services_memory_bytes Bytes the host holds, the Lua state included.\n"
+                      "# TYPE internal_services_memory_bytes gauge\ninternal_services_memory_bytes %zu\n",
                       is_alloc_used());
-        is_lua_metrics(&app->lua, body);
+        if (is_metrics_render(&app->registry, body) != IS_OK || is_lua_metrics(&app->lua, body) != IS_OK) {
+            is_buf_reset(body);
+            is_buf_appends(body, "cannot render the metrics\n");
+            return 500;
+        }
         return 200;
     }
     is_buf_appends(body, "not found\n");
@@ -389,6 +396,7 @@ static int load_cluster(app_t *app, is_cluster_t *c, const char *name, const cha
     }
     rc = is_cluster_init(c, &app->loop, name, &kc);
     is_kubeconfig_free(&kc);
+    if (rc == IS_OK) rc = is_cluster_set_metrics(c, &app->registry);
     if (rc == IS_OK) rc = is_lua_add_cluster(&app->lua, name, c);
     if (rc != IS_OK) fprintf(stderr, "internal-services: %s cluster: %s\n", name, is_strerror(rc));
     return rc;
@@ -549,7 +557,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     app_t *app = is_calloc(1, sizeof *app);
-    if (!app || is_loop_init(&app->loop) != IS_OK) {
+    if (!app || is_loop_init(&app->loop) != IS_OK || is_metrics_init(&app->registry) != IS_OK ||
+        is_metrics_register_process(&app->registry) != IS_OK) {
         fprintf(stderr, "internal-services: out of memory\n");
         return 1;
     }
@@ -562,6 +571,7 @@ int main(int argc, char **argv) {
         .retry_period = o.retry_period,
         .identity = identity, .deadline_grace = o.deadline_grace, .default_timeout = o.default_timeout,
         .max_concurrent_reconciles = o.max_concurrent_reconciles,
+        .metrics = &app->registry,
     };
     int rc = is_lua_init(&app->lua, &app->loop, &lo, err, sizeof err);
     if (rc != IS_OK) {
@@ -616,6 +626,7 @@ out_lua:
     if (app->remote.name) is_cluster_close(&app->remote);
 out_loop:
     is_loop_close(&app->loop);
+    is_metrics_free(&app->registry);
     is_free(app);
     curl_global_cleanup();
     return code;

@@ -8,6 +8,7 @@
  * freed, so the map only holds keys that matter. */
 #include <limits.h>
 #include <string.h>
+#include <time.h>
 
 #include "is_alloc.h"
 #include "is_err.h"
@@ -22,13 +23,15 @@ struct is_wq_item_s {
     is_wq_item_t *next;    /* in the ready FIFO */
     is_timer_t delay;      /* pending add_after */
     uint64_t due;          /* when delay fires, while it is active */
+    uint64_t added_ns, started_ns; /* for the queue and work durations */
     int failures;
-    unsigned ready : 1, in_flight : 1, dirty : 1;
+    unsigned ready : 1, in_flight : 1, dirty : 1, timed : 1;
     char key[];
 };
 
 static void wq_dispatch_cb(is_timer_t *timer);
 static void wq_delay_cb(is_timer_t *timer);
+static int wq_collect(is_metrics_t *reg, void *ud);
 
 int is_wq_init(is_wq_t *wq, is_loop_t *loop, is_wq_process_cb process, void *data) {
     if (!loop || !process)
@@ -53,6 +56,13 @@ static void wq_item_free(void *value) {
 
 void is_wq_close(is_wq_t *wq) {
     wq->shutting_down__ = 1;
+    if (wq->metrics__) {
+        is_metrics_remove_collector(wq->metrics__, wq_collect, wq);
+        is_series_set(wq->depth__, 0);
+        is_series_set(wq->unfinished__, 0);
+        is_series_set(wq->longest__, 0);
+        wq->metrics__ = NULL;
+    }
     is_timer_stop(&wq->dispatch__);
     is_map_free(&wq->items__, wq_item_free);
     is_map_init(&wq->items__);
@@ -120,6 +130,115 @@ static void wq_push_ready(is_wq_t *wq, is_wq_item_t *item) {
     wq->ready__++;
 }
 
+/* ---- metrics, as client-go's defaultQueueMetrics ---- */
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double seconds_since(uint64_t then) {
+    uint64_t now = mono_ns();
+    return now > then ? (double)(now - then) / 1e9 : 0;
+}
+
+/* A key that became queued (or dirty while in flight). */
+static void wq_metrics_add(is_wq_t *wq, is_wq_item_t *item) {
+    if (!wq->metrics__) return;
+    is_series_add(wq->adds__, 1);
+    is_series_add(wq->depth__, 1);
+    if (!item->timed) {
+        item->timed = 1;
+        item->added_ns = mono_ns();
+    }
+}
+
+static void wq_metrics_get(is_wq_t *wq, is_wq_item_t *item) {
+    if (!wq->metrics__) return;
+    is_series_add(wq->depth__, -1);
+    item->started_ns = mono_ns();
+    if (item->timed) is_series_observe(wq->latency__, seconds_since(item->added_ns));
+    item->timed = 0;
+}
+
+static void wq_metrics_done(is_wq_t *wq, is_wq_item_t *item) {
+    if (wq->metrics__) is_series_observe(wq->work__, seconds_since(item->started_ns));
+}
+
+/* Unfinished work and the longest running processor are known only when
+ * asked: the time every key in flight has been running. */
+static int wq_collect(is_metrics_t *reg, void *ud) {
+    (void)reg;
+    is_wq_t *wq = ud;
+    double total = 0, longest = 0;
+    size_t iter = 0;
+    const char *k;
+    void *v;
+    while (is_map_next(&wq->items__, &iter, &k, &v)) {
+        const is_wq_item_t *item = v;
+        if (!item->in_flight) continue;
+        double s = seconds_since(item->started_ns);
+        total += s;
+        if (s > longest) longest = s;
+    }
+    is_series_set(wq->unfinished__, total);
+    is_series_set(wq->longest__, longest);
+    return IS_OK;
+}
+
+int is_wq_set_metrics(is_wq_t *wq, is_metrics_t *reg, const char *name) {
+    /* controller-runtime's buckets: 10 ns to 1000 s, times ten each. */
+    static const double buckets[] = { 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000 };
+    static const char *const labels[] = { "name", "controller", NULL };
+    static const char *const depth_labels[] = { "name", "controller", "priority", NULL };
+    is_metric_t *depth, *adds, *latency, *work, *unfinished, *longest, *retries;
+    int rc = is_metrics_gauge(reg, "workqueue_depth", "Current depth of workqueue by workqueue and priority",
+                              depth_labels, &depth);
+    if (rc == IS_OK) rc = is_metrics_counter(reg, "workqueue_adds_total", "Total number of adds handled by workqueue",
+                                             labels, &adds);
+    if (rc == IS_OK)
+        rc = is_metrics_histogram(reg, "workqueue_queue_duration_seconds",
+                                  "How long in seconds an item stays in workqueue before being requested",
+                                  labels, buckets, sizeof buckets / sizeof buckets[0], &latency);
+    if (rc == IS_OK)
+        rc = is_metrics_histogram(reg, "workqueue_work_duration_seconds",
+                                  "How long in seconds processing an item from workqueue takes.",
+                                  labels, buckets, sizeof buckets / sizeof buckets[0], &work);
+    if (rc == IS_OK)
+        rc = is_metrics_gauge(reg, "workqueue_unfinished_work_seconds",
+                              "How many seconds of work has been done that is in progress and hasn't been "
+                              "observed by work_duration. Large values indicate stuck threads. One can deduce "
+                              "the number of stuck threads by observing the rate at which this increases.",
+                              labels, &unfinished);
+    if (rc == IS_OK)
+        rc = is_metrics_gauge(reg, "workqueue_longest_running_processor_seconds",
+                              "How many seconds has the longest running processor for workqueue been running.",
+                              labels, &longest);
+    if (rc == IS_OK) rc = is_metrics_counter(reg, "workqueue_retries_total", "Total number of retries handled by workqueue",
+                                             labels, &retries);
+    const char *const values[] = { name, name, "" };
+    is_series_t *s[7];
+    if (rc == IS_OK) rc = is_metric_with(depth, values, &s[0]);
+    if (rc == IS_OK) rc = is_metric_with(adds, values, &s[1]);
+    if (rc == IS_OK) rc = is_metric_with(latency, values, &s[2]);
+    if (rc == IS_OK) rc = is_metric_with(work, values, &s[3]);
+    if (rc == IS_OK) rc = is_metric_with(unfinished, values, &s[4]);
+    if (rc == IS_OK) rc = is_metric_with(longest, values, &s[5]);
+    if (rc == IS_OK) rc = is_metric_with(retries, values, &s[6]);
+    if (rc == IS_OK) rc = is_metrics_add_collector(reg, wq_collect, wq);
+    if (rc != IS_OK) return rc;
+    wq->depth__ = s[0];
+    wq->adds__ = s[1];
+    wq->latency__ = s[2];
+    wq->work__ = s[3];
+    wq->unfinished__ = s[4];
+    wq->longest__ = s[5];
+    wq->retries__ = s[6];
+    wq->metrics__ = reg;
+    return IS_OK;
+}
+
 /* client-go's Add: a queued or dirty key stays where it is; a key in flight
  * is only marked, to be queued when it is done. */
 static int wq_enqueue(is_wq_t *wq, is_wq_item_t *item) {
@@ -127,6 +246,7 @@ static int wq_enqueue(is_wq_t *wq, is_wq_item_t *item) {
         return IS_OK;
     if (item->in_flight) {
         item->dirty = 1;
+        wq_metrics_add(wq, item);
         return IS_OK;
     }
     /* Scheduled before the push so a failure leaves nothing half done. */
@@ -134,6 +254,7 @@ static int wq_enqueue(is_wq_t *wq, is_wq_item_t *item) {
     if (rc != IS_OK)
         return rc;
     wq_push_ready(wq, item);
+    wq_metrics_add(wq, item);
     return IS_OK;
 }
 
@@ -193,6 +314,8 @@ int is_wq_add_rate_limited(is_wq_t *wq, const char *key, uint64_t *delay_ms) {
     if (!item)
         return rc;
     uint64_t delay = wq_backoff(wq, item->failures);
+    if (wq->metrics__)
+        is_series_add(wq->retries__, 1);
     if (item->failures < INT_MAX)
         item->failures++;
     rc = wq_add_item_after(wq, item, delay);
@@ -218,6 +341,7 @@ void is_wq_done(is_wq_t *wq, const char *key) {
         return;
     item->in_flight = 0;
     wq->active__--;
+    wq_metrics_done(wq, item);
     if (item->dirty) {
         item->dirty = 0;
         wq_push_ready(wq, item);
@@ -244,6 +368,7 @@ static void wq_dispatch_cb(is_timer_t *timer) {
         item->next = NULL;
         item->in_flight = 1;
         wq->active__++;
+        wq_metrics_get(wq, item);
         /* process may call is_wq_done (freeing item) or even is_wq_close. */
         wq->process(wq, item->key, wq->data);
         if (wq->shutting_down__)

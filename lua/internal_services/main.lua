@@ -12,6 +12,7 @@ local conditions = require "internal_services.conditions"
 local events = require "internal_services.events"
 local kube = require "internal_services.kube"
 local leader = require "internal_services.leader"
+local metrics = require "internal_services.metrics"
 local policy = require "internal_services.policy"
 local reconciler = require "internal_services.reconciler"
 local resources = require "internal_services.resources"
@@ -143,8 +144,10 @@ function main.start()
     local namespace = cfg.namespace or "default"
     local log = host.log
     local client = kube.new(host.kube)
+    local m = metrics.new(host.metric, log)
+    main.metrics = m
 
-    local chain = policy.new({ log = log, namespace = namespace })
+    local chain = policy.new({ log = log, namespace = namespace, metrics = m })
     main.policies(host, chain, cfg.policy_dir)
 
     local r = reconciler.new({
@@ -161,30 +164,36 @@ function main.start()
             and cfg.deadline_grace or main.DEADLINE_GRACE,
         default_timeout = positive(cfg.default_timeout, main.DEFAULT_TIMEOUT),
         resync = main.RESYNC,
+        metrics = m,
     })
 
+    local max_active = positive(cfg.max_concurrent_reconciles, 50)
+    m:controller(metrics.CONTROLLER, max_active)
     host.queue({
         name = main.QUEUE,
-        max_active = positive(cfg.max_concurrent_reconciles, 50),
-        reconcile = function(key)
+        controller = metrics.CONTROLLER,
+        max_active = max_active,
+        reconcile = m:instrument(metrics.CONTROLLER, function(key)
             -- Before the config and PipelineRun caches are filled, a
             -- request would look unconfigured (rejected) or orphaned.
             if not (host.synced("config") and host.synced("pipelineruns")) then
                 return { requeue_after = 1 }
             end
             return r:reconcile(key)
-        end,
+        end, function() return host.monotonic() / 1000 end),
     })
 
+    local lease = cfg.leader_election_id or leader.DEFAULT_NAME
     local function start_watches()
         host.set_leader(true)
+        if cfg.leader_elect then m:leader(lease, true) end
         main.watch(host, r, namespace)
     end
     if cfg.leader_elect then
         local elector = leader.new({
             kube = client, sleep = host.sleep, now = host.now, log = log,
             namespace = namespace,
-            name = cfg.leader_election_id or leader.DEFAULT_NAME,
+            name = lease,
             identity = cfg.identity or ("internal-services-" .. string.format("%.0f", host.now() * 1e6)),
             cluster = "internal",
             lease_duration = positive(cfg.lease_duration, nil),
@@ -192,8 +201,11 @@ function main.start()
             retry_period = positive(cfg.retry_period, nil),
         })
         main.elector = elector
+        main.lease = lease
+        m:leader(lease, false)
         main.elect(host, elector, start_watches, function(why)
             host.set_leader(false)
+            m:leader(lease, false)
             host.shutdown(1, "leadership lost: " .. why)
         end)
     else
@@ -211,6 +223,7 @@ function main.stop()
     local ok, why = main.elector:release()
     if ok then
         host.set_leader(false)
+        main.metrics:leader(main.lease, false)
     else
         host.log("warn", "could not release the Lease", { error = tostring(why) })
     end

@@ -7,6 +7,7 @@
 -- chain denies. A reload that does not compile keeps the last good set, so
 -- a bad edit to the ConfigMap never opens the gate.
 
+local metrics = require "internal_services.metrics"
 local sandbox = require "internal_services.sandbox"
 
 local policy = {}
@@ -22,7 +23,8 @@ local function nolog() end
 -- opts: budget (instructions per policy call, default 1e6), memory (bytes
 -- of heap growth per policy call, default 16 MiB), log(level, msg, fields),
 -- namespace (the controller's namespace, passed to policies as
--- context.namespace).
+-- context.namespace), metrics (internal_services.metrics: denials and
+-- errors by policy).
 function policy.new(opts)
     opts = opts or {}
     return setmetatable({
@@ -31,6 +33,7 @@ function policy.new(opts)
             memory = opts.memory or sandbox.DEFAULT_MEMORY,
         },
         log = opts.log or nolog,
+        metrics = opts.metrics or metrics.none(),
         namespace = opts.namespace,
         policies = {},
         loaded = false,
@@ -89,6 +92,7 @@ function Chain:load(scripts)
         if not fn then
             local err = ("policy %q rejected, keeping the previous policies: %s"):format(script.name, cause)
             self.log("error", err, { policy = script.name })
+            self.metrics:policy_load_failed(script.name)
             return nil, err, cause
         end
         compiled[i] = { name = script.name, fn = fn }
@@ -113,6 +117,7 @@ end
 -- Returns true, or false, message, policy name for the first denial.
 function Chain:evaluate(request, config, context)
     if #self.policies == 0 then
+        self.metrics:policy_denied(nil)
         return false, "no policies are loaded: every request is denied", nil
     end
     local ro_request = sandbox.readonly(request)
@@ -124,9 +129,11 @@ function Chain:evaluate(request, config, context)
         if not ok then
             local err = ("policy %q failed: %s"):format(p.name, verdict)
             self.log("warn", err, { policy = p.name })
+            self.metrics:policy_failed(p.name)
             return false, clip(err), p.name
         end
         if verdict ~= true then
+            if verdict == false then self.metrics:policy_denied(p.name) else self.metrics:policy_failed(p.name) end
             if verdict == false and (type(message) == "string" or type(message) == "number") and
                tostring(message) ~= "" then
                 return false, clip(tostring(message)), p.name

@@ -32,6 +32,7 @@ local cjson = require "cjson"
 local conditions = require "internal_services.conditions"
 local duration = require "internal_services.duration"
 local kube = require "internal_services.kube"
+local metrics = require "internal_services.metrics"
 local names = require "internal_services.names"
 local ownership = require "internal_services.ownership"
 local pipelinerun = require "internal_services.pipelinerun"
@@ -52,8 +53,9 @@ R.__index = R
 -- deps: kube, cache {get, list}, policies (chain), events (emitter), log,
 -- now, namespace, remote, internal, deadline_grace, default_timeout (the
 -- pipeline timeout Tekton applies to a run that records none, i.e. its
--- default-timeout-minutes) and resync (seconds; the longest wait before a
--- running request is looked at again).
+-- default-timeout-minutes), resync (seconds; the longest wait before a
+-- running request is looked at again) and metrics (internal_services.metrics;
+-- attempts are counted where they start and end).
 function reconciler.new(deps)
     for _, field in ipairs { "kube", "cache", "policies", "events", "now", "namespace" } do
         assert(deps[field] ~= nil, "reconciler.new: deps." .. field .. " is required")
@@ -71,6 +73,7 @@ function reconciler.new(deps)
         deadline_grace = deps.deadline_grace or 60,
         default_timeout = deps.default_timeout or 3600,
         resync = deps.resync or 300,
+        metrics = deps.metrics or metrics.none(),
     }, R)
 end
 
@@ -125,7 +128,10 @@ reconciler.parse_time = timestamps.parse
 
 function R:reconcile(key)
     local request = self.cache.get("requests", key)
-    if not request then return nil end
+    if not request then
+        self.metrics:attempt_gone(key)
+        return nil
+    end
     if present(request.metadata.deletionTimestamp) then return self:finalize(request) end
     if conditions.is_finished(request) then return self:clean_up(request) end
     return self:proceed(request)
@@ -291,7 +297,16 @@ function R:delete_pipelinerun(pr)
         precondition_uid = pr.metadata.uid,
     })
     if err and err.reason ~= "NotFound" then raise("deleting PipelineRun " .. ref, err) end
-    self.log("info", "deleted PipelineRun", { pipelinerun = ref })
+    self:log_pipelinerun("deleted PipelineRun", pr)
+end
+
+-- One line per PipelineRun created, cancelled or deleted: operators of the
+-- internal cluster may not see the Events on the remote one.
+function R:log_pipelinerun(msg, pr, request_key)
+    self.log("info", msg, {
+        cluster = self.internal, namespace = pr.metadata.namespace, name = pr.metadata.name,
+        request = request_key or self:pipelinerun_event(pr) or "",
+    })
 end
 
 -- Asks Tekton to stop pr; returns false when it is already gone.
@@ -300,7 +315,7 @@ function R:cancel_pipelinerun(pr)
     local patched, err = self.kube:patch(self.internal, PIPELINE_RUN, pr.metadata.namespace,
         pr.metadata.name, tekton.cancel_patch(), "merge")
     if patched then
-        self.log("info", "cancelled PipelineRun", { pipelinerun = ref })
+        self:log_pipelinerun("cancelled PipelineRun", pr)
         return true
     end
     if err.reason == "NotFound" then return false end
@@ -333,6 +348,9 @@ function R:finalize(request)
     end
     if pr and not self:debug() then self:delete_pipelinerun(pr) end
     self:remove_finalizer(request)
+    -- Counted once the step is done: a retry of a failed step must not
+    -- count the attempt twice.
+    if not conditions.is_finished(request) then self:count_attempt(request, "Deleted", self.now()) end
     return nil
 end
 
@@ -351,9 +369,21 @@ function R:clean_up(request)
     return nil
 end
 
+-- Counts a request's attempt as ended with reason at time ended (epoch
+-- seconds); its duration from status.startTime, when it had started.
+function R:count_attempt(request, reason, ended)
+    local status = type(request.status) == "table" and request.status or {}
+    local started = reconciler.parse_time(status.startTime)
+    self.metrics:attempt_finished(key_of(request), {
+        request = metrics.pipeline_name(request), namespace = request.metadata.namespace,
+        reason = reason, succeeded = reason == conditions.reasons.succeeded,
+    }, started and ended and ended - started or nil)
+end
+
 -- Writes a final status, records the event and cleans up.
 function R:conclude(request, status, event_type, reason, message)
     request = self:write_status(request, status)
+    self:count_attempt(request, reason, reconciler.parse_time(status.completionTime))
     self.events:emit(request, event_type, reason, message)
     self.log("info", "InternalRequest " .. reason:lower(), { request = key_of(request), message = message })
     return self:clean_up(request)
@@ -411,6 +441,7 @@ function R:start(request)
         end
         raise("creating PipelineRun " .. ref, cerr)
     end
+    self:log_pipelinerun("created PipelineRun", created, key_of(request))
     self.events:normal(request, "Accepted", self:accepted_message())
     return self:started(request, created)
 end
@@ -456,6 +487,7 @@ function R:follow(request, pr)
         return self:fail(request, string.format("status.pipelineRun %q is not a PipelineRun in the controller's "
             .. "namespace %s; it is not followed", ref, self.namespace))
     end
+    self.metrics:attempt_running(key_of(request))
     pr = pr or self:read_pipelinerun(ref)
     if not pr or not ownership.belongs(request, pr) then return self:vanished(request, ref) end
     if tekton.is_done(pr) then return self:complete(request, pr) end

@@ -44,7 +44,7 @@ World.__index = World
 
 -- opts: policies (scripts; default the shipped ones), config (fixture path
 -- under configs/, a table, or false for none; default "configs/default.json"),
--- plus any reconciler deps to override.
+-- metrics (internal_services.metrics), plus any reconciler deps to override.
 function world.new(opts)
     opts = opts or {}
     local w = setmetatable({ clock = world.T0, logs = {} }, World)
@@ -79,6 +79,7 @@ function world.new(opts)
     for k, v in pairs(opts) do
         if deps[k] ~= nil and k ~= "policies" then deps[k] = v end
     end
+    deps.metrics = opts.metrics
     w.r = reconciler.new(deps)
     return w
 end

@@ -14,8 +14,21 @@
 #include "is_informer.h"
 #include "is_kubeconfig.h"
 #include "is_loop.h"
+#include "is_metrics.h"
 
 static is_loop_t loop;
+/* The informer's counters, read back from the metrics it reports. */
+static is_metrics_t registry;
+
+static double counter(const char *name) {
+    static const char *const labels[] = { "cluster", "informer", NULL };
+    const char *const values[] = { "test", "is_watch" };
+    is_metric_t *m;
+    is_series_t *s;
+    if (is_metrics_counter(&registry, name, "", labels, &m) != IS_OK || is_metric_with(m, values, &s) != IS_OK)
+        return -1;
+    return is_series_value(s);
+}
 
 static void on_signal(int sig) {
     (void)sig;
@@ -54,7 +67,8 @@ static void on_delete(is_informer_t *inf, const char *key, const char *obj, size
 }
 
 static void on_synced(is_informer_t *inf) {
-    printf("{\"type\":\"SYNCED\",\"count\":%zu,\"relists\":%lu}\n", is_informer_count(inf), inf->relists__);
+    printf("{\"type\":\"SYNCED\",\"count\":%zu,\"relists\":%.0f,\"restarts\":%.0f}\n", is_informer_count(inf),
+           counter("internal_services_relists_total"), counter("internal_services_watch_restarts_total"));
     fflush(stdout);
 }
 
@@ -120,6 +134,8 @@ int main(int argc, char **argv) {
     if (rc == IS_OK) rc = is_cluster_init(&cluster, &loop, "test", &kc);
     io.cluster = &cluster;
     if (rc == IS_OK) rc = is_informer_init(&inf, &io, &handlers, NULL);
+    if (rc == IS_OK) rc = is_metrics_init(&registry);
+    if (rc == IS_OK) rc = is_informer_set_metrics(&inf, &registry);
     if (rc == IS_OK) rc = is_informer_start(&inf);
     if (rc != IS_OK) {
         fprintf(stderr, "is_watch: %s\n", is_strerror(rc));
@@ -129,6 +145,7 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_signal);
     rc = is_loop_run(&loop);
     is_informer_close(&inf);
+    is_metrics_free(&registry);
     is_cluster_close(&cluster);
     is_kubeconfig_free(&kc);
     is_loop_close(&loop);

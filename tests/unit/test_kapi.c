@@ -500,6 +500,41 @@ static void test_create_update(env_t *e) {
     CHECK_STR(r.body, body);
 }
 
+/* Each attempt counts in rest_client_requests_total by code, method and
+ * host:port, and is timed per verb and host; a refused connection is
+ * "<error>". */
+static void test_metrics(env_t *e) {
+    is_metrics_t reg;
+    is_metrics_init(&reg);
+    CHECK_INT(is_cluster_set_metrics(&e->cluster, &reg), IS_OK);
+    outcome_t out = {0};
+    CHECK_INT(is_kapi_get(&e->cluster, &pods, &(is_kapi_opts_t){ .namespace = "ns", .name = "p1" },
+                          on_done, &out, NULL), IS_OK);
+    run_until(&e->loop, &out.calls, 1);
+    outcome_free(&out);
+    CHECK_INT(is_kapi_get(&e->cluster, &pods, &(is_kapi_opts_t){ .namespace = "ns", .name = "missing" },
+                          on_done, &out, NULL), IS_OK);
+    run_until(&e->loop, &out.calls, 1);
+    outcome_free(&out);
+    int p = e->api.port;
+    CHECK(testing_sample(&reg, "rest_client_requests_total{code=\"200\",method=\"GET\",host=\"127.0.0.1:%d\"} ", p) == 1);
+    CHECK(testing_sample(&reg, "rest_client_requests_total{code=\"404\",method=\"GET\",host=\"127.0.0.1:%d\"} ", p) == 1);
+    CHECK(testing_sample(&reg, "rest_client_request_duration_seconds_count{verb=\"GET\",host=\"127.0.0.1:%d\"} ", p) == 2);
+    CHECK(testing_sample(&reg, "rest_client_request_duration_seconds_bucket{verb=\"GET\",host=\"127.0.0.1:%d\",le=\"60\"} ", p) == 2);
+
+    is_cluster_t down;
+    int port = fake_refused_port();
+    CHECK_INT(fake_cluster_init(&down, &e->loop, "down", port), IS_OK);
+    CHECK_INT(is_cluster_set_metrics(&down, &reg), IS_OK);
+    CHECK_INT(is_kapi_list(&down, &pods, NULL, on_done, &out, NULL), IS_OK);
+    run_until(&e->loop, &out.calls, 1);
+    outcome_free(&out);
+    CHECK(testing_sample(&reg, "rest_client_requests_total{code=\"<error>\",method=\"GET\",host=\"127.0.0.1:%d\"} ", port) == 1);
+    is_cluster_close(&down);
+    /* The last request of the cluster was made: reg may go first. */
+    is_metrics_free(&reg);
+}
+
 #define RUN_WITH(test, arg) do { fprintf(stderr, "-- %s\n", #test); test(arg); } while (0)
 
 static void test_server(void) {
@@ -516,6 +551,7 @@ static void test_server(void) {
     RUN_WITH(test_delete, &e);
     RUN_WITH(test_patch, &e);
     RUN_WITH(test_create_update, &e);
+    RUN_WITH(test_metrics, &e);
     env_close(&e);
     CHECK_INT(is_alloc_used(), before);
 }

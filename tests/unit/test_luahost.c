@@ -23,12 +23,14 @@
 #include "testing.h"
 
 static char lua_dir[4096];
+static is_metrics_t *test_registry; /* host_open passes it on */
 
 static int host_open(is_lua_t *h, is_loop_t *loop, const char *module, size_t memory_limit,
                      long budget) {
     is_lua_opts_t o = {
         .lua_dir = lua_dir, .policy_dir = "/nonexistent", .main_module = module,
         .memory_limit = memory_limit, .instruction_budget = budget, .namespace = "ctl",
+        .metrics = test_registry,
     };
     char err[512] = "";
     int rc = is_lua_init(h, loop, &o, err, sizeof err);
@@ -184,6 +186,50 @@ static void env_close(env_t *e) {
     is_lua_close(&e->h);
     is_loop_close(&e->loop);
     CHECK_INT(is_alloc_used(), e->alloc_before);
+}
+
+/* ---- host.metric ---- */
+
+static void test_metric(void) {
+    is_metrics_t reg;
+    is_metrics_init(&reg);
+    reg.max_series = 40;
+    test_registry = &reg;
+    env_t e;
+    int opened = env_open(&e, "luahost_test.metrics", 0, 0);
+    test_registry = NULL;
+    if (opened != 0) return;
+    env_run(&e, 5000, NULL);
+    is_lua_t *h = &e.h;
+    CHECK_STR(eval(h, "R.same"), "true");
+    CHECK_STR(eval(h, "R.add"), "true");
+    CHECK_STR(eval(h, "R.counter"), "3.0");
+    CHECK_STR(eval(h, "R.gauge"), "2.0");
+    CHECK_STR(eval(h, "R.hist_count"), "2");
+    CHECK_STR(eval(h, "R.hist_sum"), "55.0");
+    CHECK(contains(eval(h, "R.negative"), "attempts_total: operation not valid"));
+    CHECK(contains(eval(h, "R.set_counter"), "attempts_total: operation not valid"));
+    CHECK(contains(eval(h, "R.bad_type"), "invalid option 'summary'"));
+    CHECK(contains(eval(h, "R.reshaped"), "registered before with others"));
+    CHECK(contains(eval(h, "R.bad_label"), "label request must be a string"));
+    CHECK(contains(eval(h, "R.no_buckets"), "a histogram needs buckets"));
+    CHECK_STR(eval(h, "R.full"), "nil attempts_total: limit reached");
+    CHECK(testing_sample(&reg, "attempts_total{request=\"sign\",succeeded=\"true\"} ") == 3);
+    CHECK(testing_sample(&reg, "attempts_total{request=\"publish\",succeeded=\"false\"} ") == 1);
+    CHECK(testing_sample(&reg, "attempt_seconds_bucket{request=\"sign\",le=\"10\"} ") == 1);
+    CHECK(testing_sample(&reg, "workqueue_adds_total{name=\"internalrequest\",controller=\"internalrequest\"} ") == 1);
+    CHECK(testing_sample(&reg, "workqueue_work_duration_seconds_count{name=\"internalrequest\",controller=\"internalrequest\"} ") == 1);
+    free(e.log);
+    is_lua_stop(h);
+    is_lua_close(h);
+    is_metrics_free(&reg);
+    is_loop_close(&e.loop);
+    CHECK_INT(is_alloc_used(), e.alloc_before);
+
+    /* Without a registry host.metric says so. */
+    if (env_open(&e, "luahost_test.tasks", 0, 0) != 0) return;
+    CHECK(contains(eval(&e.h, "select(2, pcall(require('host').metric, {}))"), "no metrics registry"));
+    env_close(&e);
 }
 
 /* ---- tasks ---- */
@@ -669,6 +715,7 @@ int main(void) {
     const char *fixtures = getenv("IS_FIXTURES");
     snprintf(lua_dir, sizeof lua_dir, "%s/lua", fixtures ? fixtures : "tests/fixtures");
     size_t start = is_alloc_used();
+    RUN(test_metric);
     RUN(test_tasks);
     RUN(test_args);
     RUN(test_queue);

@@ -4,6 +4,7 @@
  * pending, and every out-of-memory path of the adds. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "is_alloc.h"
@@ -437,6 +438,54 @@ static void check_oom(add_fn add, int fills) {
     CHECK(failures >= 3);
 }
 
+#define L "{name=\"internalrequest\",controller=\"internalrequest\"} "
+
+/* client-go's accounting: adds counts each add that queued the key (or
+ * marked it while in flight), depth what waits, durations on get and done,
+ * and the work in flight when scraped. */
+static void test_metrics(void) {
+    fixture_t f;
+    is_metrics_t reg;
+    is_metrics_init(&reg);
+    fixture_init(&f);
+    CHECK_INT(is_wq_set_metrics(&f.wq, &reg, "internalrequest"), IS_OK);
+    CHECK_INT(is_wq_add(&f.wq, "a"), IS_OK);
+    CHECK_INT(is_wq_add(&f.wq, "a"), IS_OK);
+    CHECK_INT(is_wq_add(&f.wq, "b"), IS_OK);
+    CHECK(testing_sample(&reg, "workqueue_adds_total" L) == 2);
+    CHECK(testing_sample(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 2);
+    CHECK(testing_sample(&reg, "workqueue_queue_duration_seconds_count" L) == 0);
+    CHECK_INT(is_loop_run(&f.loop), IS_OK);
+    CHECK_INT(is_wq_active(&f.wq), 2);
+    CHECK(testing_sample(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 0);
+    CHECK(testing_sample(&reg, "workqueue_queue_duration_seconds_count" L) == 2);
+    CHECK(testing_sample(&reg, "workqueue_queue_duration_seconds_bucket{name=\"internalrequest\",controller=\"internalrequest\",le=\"1000\"} ") == 2);
+    CHECK(testing_sample(&reg, "workqueue_unfinished_work_seconds" L) > 0);
+    CHECK(testing_sample(&reg, "workqueue_longest_running_processor_seconds" L) > 0);
+    CHECK(testing_sample(&reg, "workqueue_longest_running_processor_seconds" L) <=
+          testing_sample(&reg, "workqueue_unfinished_work_seconds" L));
+
+    /* Added while in flight: counted once, waits in depth until done. */
+    CHECK_INT(is_wq_add(&f.wq, "a"), IS_OK);
+    CHECK_INT(is_wq_add(&f.wq, "a"), IS_OK);
+    CHECK(testing_sample(&reg, "workqueue_adds_total" L) == 3);
+    CHECK(testing_sample(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 1);
+    finish(&f, "a");
+    finish(&f, "b");
+    CHECK(testing_sample(&reg, "workqueue_work_duration_seconds_count" L) == 2);
+    CHECK_INT(is_loop_run(&f.loop), IS_OK);
+    CHECK(testing_sample(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 0);
+    CHECK(testing_sample(&reg, "workqueue_queue_duration_seconds_count" L) == 3);
+    CHECK_INT(is_wq_add_rate_limited(&f.wq, "a", NULL), IS_OK);
+    CHECK(testing_sample(&reg, "workqueue_retries_total" L) == 1);
+    finish(&f, "a");
+    CHECK(testing_sample(&reg, "workqueue_unfinished_work_seconds" L) == 0);
+    fixture_close(&f);
+    /* Closed: the collector is gone, the registry still renders. */
+    CHECK(testing_sample(&reg, "workqueue_depth{name=\"internalrequest\",controller=\"internalrequest\",priority=\"\"} ") == 0);
+    is_metrics_free(&reg);
+}
+
 static void test_oom(void) {
     check_oom(add_now, 0);
     check_oom(add_later, 0);
@@ -460,6 +509,7 @@ int main(void) {
     RUN(test_backoff_fire_order);
     RUN(test_readd_from_process);
     RUN(test_close_with_pending);
+    RUN(test_metrics);
     RUN(test_oom);
     CHECK_INT(is_alloc_used(), start);
     TESTING_DONE();

@@ -60,4 +60,28 @@ static inline char *testing_fixture(const char *rel, size_t *len) {
     return buf;
 }
 
+#ifdef IS_METRICS_H
+#include <stdarg.h>
+/* The value of the first rendered sample line starting with the printf-
+ * formatted text (name and labels, up to the space), or -1 if none. */
+static inline double testing_sample(is_metrics_t *reg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline double testing_sample(is_metrics_t *reg, const char *fmt, ...) {
+    char start[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(start, sizeof start, fmt, ap);
+    va_end(ap);
+    is_buf_t out;
+    is_buf_init(&out);
+    double v = -1;
+    if (is_metrics_render(reg, &out) == 0 && out.data) {
+        const char *p = strstr(out.data, start);
+        if (p) v = strtod(p + strlen(start), NULL);
+    }
+    is_buf_free(&out);
+    return v;
+}
+#endif
+
 #endif

@@ -293,12 +293,21 @@ static int run_limits(env_t *e, const char *keys, size_t memory_limit, long budg
 
 static void test_instruction_budget(void) {
     env_t e;
-    if (run_limits(&e, "{ 'spin', 'spin_wrapped', 'spin_across', 'plain' }", (size_t)8 << 20, 1000000) != 0) return;
+    if (run_limits(&e, "{ 'spin', 'spin_wrapped', 'spin_caught', 'spin_caught_wrapped', 'spin_across', 'plain' }",
+                   (size_t)8 << 20, 1000000) != 0) return;
     is_lua_t *h = &e.h;
     CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin\"", "instruction budget of 1000000 exceeded"));
     /* A coroutine the script makes itself does not escape the budget. */
     CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin_wrapped\"", "instruction budget of 1000000 exceeded"));
     CHECK_INT(eval_int(h, "R.runs.spin_wrapped"), 2);
+    /* Catching the budget error in a loop does not keep a reconcile alive:
+     * after the first trip every instruction raises. */
+    CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin_caught\"", "instruction budget of 1000000 exceeded"));
+    CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin_caught_wrapped\"",
+                  "instruction budget of 1000000 exceeded"));
+    CHECK_INT(eval_int(h, "R.runs.spin_caught"), 2);
+    CHECK_INT(eval_int(h, "R.runs.spin_caught_wrapped"), 2);
+    CHECK_STR(eval(h, "R.ok.spin_caught and R.ok.spin_caught_wrapped"), "true");
     /* The budget covers a reconcile across its host calls. */
     CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin_across\"", "instruction budget"));
     /* ... and each run of a background task, which outlived it. */
@@ -309,7 +318,7 @@ static void test_instruction_budget(void) {
     CHECK_INT(eval_int(h, "R.runs.spin_across"), 2);
     CHECK_INT(eval_int(h, "R.runs.plain"), 1);
     CHECK_STR(eval(h, "R.ok.spin and R.ok.spin_across and R.ok.plain"), "true");
-    CHECK(metric(h, "internal_services_reconcile_errors_total{queue=\"limits\"}") == 3);
+    CHECK(metric(h, "internal_services_reconcile_errors_total{queue=\"limits\"}") == 5);
     CHECK_STR(eval(h, "R.big"), "2097152");
     env_close(&e);
 }
@@ -450,6 +459,63 @@ static void test_read_scripts(void) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK_INT(system(cmd), 0);
     env_close(&e);
+}
+
+/* ---- no C heap held across a Lua call that raises ---- */
+
+/* Calls module.fn(arg) on the main thread with every allocation from the
+ * n-th on failing (the Lua state's too), so each run raises at another
+ * point inside the host function. Returns the pcall status. */
+static int call_failing_after(is_lua_t *h, const char *module, const char *fn, const char *arg, long n) {
+    lua_State *L = h->L;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, module);
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, fn);
+    lua_pushstring(L, arg);
+    is_alloc_fail_after(n);
+    int st = lua_pcall(L, 1, 1, 0);
+    is_alloc_fail_after(0);
+    lua_settop(L, top);
+    return st;
+}
+
+static void test_raising_calls(void) {
+    env_t e;
+    /* host.log: a field whose __tostring raises, 10,000 times. */
+    if (env_open(&e, "luahost_test.raising", 0, 0) != 0) return;
+    size_t before = is_alloc_used();
+    CHECK_INT(eval_int(&e.h, "require('luahost_test.raising').log_bombs(10000)"), 10000);
+    lua_gc(e.h.L, LUA_GCCOLLECT, 0);
+    /* What is still allocated is the state's own, not a buffer per call. */
+    CHECK(is_alloc_used() < before + 64 * 1024);
+    env_close(&e);
+
+    /* host.read_scripts: out of memory at every allocation in turn, until
+     * one run gets through; the state is closed after each few runs. */
+    char dir[] = "/tmp/is_luahost_raising_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    for (int i = 0; i < 40; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "p%02d.lua", i);
+        write_file(dir, name, "return 'a policy of a few bytes'\n");
+    }
+    int raised = 0, passed = 0;
+    for (long n = 1; n < 4000 && !passed; n += 1) {
+        if (env_open(&e, "luahost_test.scripts", 0, 0) != 0) break;
+        for (int k = 0; k < 8 && !passed; k++, n++) {
+            int st = call_failing_after(&e.h, "luahost_test.scripts", "names", dir, n);
+            if (st == LUA_OK) passed = 1;
+            else raised++;
+        }
+        env_close(&e);
+    }
+    CHECK(raised > 40);
+    CHECK_INT(passed, 1);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_INT(system(cmd), 0);
 }
 
 /* ---- host.kube ---- */
@@ -636,6 +702,7 @@ int main(void) {
     RUN(test_memory_limit);
     RUN(test_sandbox);
     RUN(test_read_scripts);
+    RUN(test_raising_calls);
     RUN(test_kube);
     RUN(test_shutdown);
     RUN(test_start_failures);

@@ -44,7 +44,12 @@ typedef struct is_informer_opts_s {
     int watch_timeout_s;         /* default 300, jittered up to 2x */
     uint64_t backoff_base_ms;    /* default 800 */
     uint64_t backoff_max_ms;     /* default 30000 */
+    size_t max_event;            /* one watch event's bytes; default IS_INFORMER_MAX_EVENT */
 } is_informer_opts_t;
+
+/* A watch event carries one object (etcd keeps them under 1.5 MiB) in JSON,
+ * escaped once more inside the event: 16 MiB leaves room for all of it. */
+#define IS_INFORMER_MAX_EVENT ((size_t)16 << 20)
 
 typedef struct is_informer_obj_s is_informer_obj_t; /* internal */
 

@@ -25,6 +25,7 @@ struct is_http_req_s {
     long code;               /* known once the first body byte arrives */
     int retried_unauthorized;
     int write_failed;        /* IS_ENOMEM while buffering */
+    int too_large;           /* the body passed cluster->max_body */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -36,6 +37,8 @@ int is_cluster_init(is_cluster_t *c, is_loop_t *loop, const char *name, is_kubec
     c->kc = *kc;
     memset(kc, 0, sizeof *kc);
     c->connect_timeout_ms = 10000;
+    c->max_body = IS_HTTP_MAX_BODY;
+    c->max_list = IS_HTTP_MAX_LIST;
     return IS_OK;
 }
 
@@ -65,6 +68,10 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
      * that it can be decoded as a Status when the transfer ends. */
     if (r->on_data && r->code >= 200 && r->code < 300)
         return r->on_data(r, ptr, n, r->ud) == 0 ? n : 0;
+    if (r->body.len + n > r->cluster->max_body) {
+        r->too_large = 1;
+        return 0;
+    }
     if (is_buf_append(&r->body, ptr, n) != IS_OK) {
         r->write_failed = 1;
         return 0;
@@ -186,6 +193,7 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *data);
 static int start_transfer(is_http_req_t *r) {
     r->code = 0;
     r->errbuf[0] = 0;
+    r->too_large = 0;
     is_buf_reset(&r->body);
     int rc = is_loop_add_transfer(r->cluster->loop, r->easy, on_transfer_done, r);
     if (rc == IS_OK) r->cluster->requests++;
@@ -205,17 +213,22 @@ static void finish(is_http_req_t *r, CURLcode result) {
     res.body = r->body.data ? r->body.data : "";
     res.body_len = r->body.len;
 
-    if (result != CURLE_OK && !(r->code >= 400 && !r->write_failed)) {
+    if (result != CURLE_OK && !(r->code >= 400 && !r->write_failed && !r->too_large)) {
         int tls = is_tls_error(result);
         const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(result);
+        char limit[96];
         if (r->write_failed) detail = "out of memory while buffering the response";
+        if (r->too_large) {
+            snprintf(limit, sizeof limit, "response body exceeds the limit of %zu bytes", r->cluster->max_body);
+            detail = limit;
+        }
         res.code = 0;
         if (is_buf_printf(&err, "%s%s %s: %s", tls ? "TLS: " : "", r->method, r->url, detail) == IS_OK)
             res.error = err.data;
         else
             res.error = "out of memory";
         status.code = 0;
-        status.reason = (char *)(tls ? "TLSError" : "TransportError");
+        status.reason = (char *)(r->too_large ? "ResponseTooLarge" : tls ? "TLSError" : "TransportError");
         status.message = (char *)res.error;
         res.status = &status;
         r->cluster->failures++;

@@ -124,6 +124,20 @@ static int log_has(const char *log, const char *a, const char *b, const char *c)
     return 0;
 }
 
+/* log_has for lines of any length: 1 when one line contains a and b. */
+static int long_line_has(const char *log, const char *a, const char *b) {
+    for (const char *line = log; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char *copy = strndup(line, len);
+        int found = copy && strstr(copy, a) && (!b || strstr(copy, b));
+        free(copy);
+        if (found) return 1;
+        line = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
 /* The value of one metrics line "name value", or -1. */
 static double metric(const is_lua_t *h, const char *name) {
     is_buf_t b;
@@ -490,6 +504,28 @@ static void test_raising_calls(void) {
     lua_gc(e.h.L, LUA_GCCOLLECT, 0);
     /* What is still allocated is the state's own, not a buffer per call. */
     CHECK(is_alloc_used() < before + 64 * 1024);
+    env_close(&e);
+    if (env_open(&e, "luahost_test.raising", 0, 0) != 0) return;
+
+    /* A log line has caps: a value and the message are cut, fields past
+     * the line's cap are dropped; each says so. */
+    capture_t cap;
+    capture_begin(&cap);
+    CHECK_STR(eval(&e.h, "require('luahost_test.raising').log_huge()"), "true");
+    capture_end(&cap);
+    CHECK(long_line_has(cap.text, "big value", "...(100000 bytes, cut at the log value limit of 16384)"));
+    CHECK(long_line_has(cap.text, "mmmm...(50000 bytes, cut at the log value limit of 16384)", NULL));
+    CHECK(long_line_has(cap.text, "many fields", "past the log line limit of 65536 bytes\""));
+    size_t longest = 0;
+    for (const char *l = cap.text; l && *l;) {
+        const char *end = strchr(l, '\n');
+        size_t n = end ? (size_t)(end - l) : strlen(l);
+        if (n > longest) longest = n;
+        l = end ? end + 1 : NULL;
+    }
+    CHECK(longest > 16384);
+    CHECK(longest < 65536 + 16384 + 1024);
+    free(cap.text);
     env_close(&e);
 
     /* host.read_scripts: out of memory at every allocation in turn, until

@@ -84,6 +84,10 @@ int is_informer_init(is_informer_t *inf, const is_informer_opts_t *opts,
                      const is_informer_handlers_t *handlers, void *data);
 int is_informer_start(is_informer_t *inf);
 void is_informer_stop(is_informer_t *inf);
+/* Internal, for the fuzz target: feeds watch-stream bytes as if the watch
+ * in flight had received them (framing, decoding, the cache, the
+ * handlers). Non-zero when the stream would be torn down. */
+int is_informer_feed__(is_informer_t *inf, const char *data, size_t len);
 void is_informer_close(is_informer_t *inf);  /* stops and frees the cache */
 
 int is_informer_synced(const is_informer_t *inf);

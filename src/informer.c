@@ -272,6 +272,10 @@ static int on_watch_data(is_http_req_t *req, const char *data, size_t len, void 
     return rc == IS_OK ? 0 : 1;
 }
 
+int is_informer_feed__(is_informer_t *inf, const char *data, size_t len) {
+    return on_watch_data(NULL, data, len, inf);
+}
+
 static void abort_reset(is_informer_t *inf) {
     is_free(inf->abort_reason__);
     is_free(inf->abort_message__);

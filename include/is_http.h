@@ -26,6 +26,9 @@ typedef struct is_cluster_s {
     is_loop_t *loop;
     is_kubeconfig_t kc;    /* owned */
     long connect_timeout_ms;
+    long idle_timeout_ms;  /* a response that sends nothing for this long is
+                              abandoned (default 180 s: the API server sends
+                              a watch bookmark about every minute) */
     size_t max_body;       /* a buffered response body past this fails the
                               request (default IS_HTTP_MAX_BODY) */
     size_t max_list;       /* all items of one paged list (is_kapi_list;

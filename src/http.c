@@ -37,6 +37,7 @@ int is_cluster_init(is_cluster_t *c, is_loop_t *loop, const char *name, is_kubec
     c->kc = *kc;
     memset(kc, 0, sizeof *kc);
     c->connect_timeout_ms = 10000;
+    c->idle_timeout_ms = 180000;
     c->max_body = IS_HTTP_MAX_BODY;
     c->max_list = IS_HTTP_MAX_LIST;
     return IS_OK;
@@ -133,6 +134,10 @@ static int setup_easy(is_http_req_t *r) {
     SET(CURLOPT_CONNECTTIMEOUT_MS, r->cluster->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* A server that stalls mid-response (keepalives still answered) must
+     * not hold a watch, which has no overall timeout, for ever. */
+    SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+    SET(CURLOPT_LOW_SPEED_TIME, r->cluster->idle_timeout_ms > 1000 ? r->cluster->idle_timeout_ms / 1000 : 1L);
     SET(CURLOPT_ACCEPT_ENCODING, "");
     SET(CURLOPT_HTTPHEADER, r->headers);
     if (r->connect_to) SET(CURLOPT_CONNECT_TO, r->connect_to);

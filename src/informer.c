@@ -256,7 +256,12 @@ out:
 static int on_watch_data(is_http_req_t *req, const char *data, size_t len, void *ud) {
     (void)req;
     is_informer_t *inf = ud;
+    unsigned long events = inf->events__;
     int rc = is_framer_feed(&inf->framer__, data, len, on_event_line, inf);
+    /* A watch that delivers events is healthy again: the outage before it
+     * is forgotten, so that the next break is retried after the base delay
+     * rather than the longest one so far. */
+    if (rc == IS_OK && inf->events__ != events) inf->failures__ = 0;
     if (rc == IS_ELIMIT && inf->abort__ == ABORT_NONE) {
         /* The stream is out of step: reconnect from the last resourceVersion
          * and say which watch sent what. */

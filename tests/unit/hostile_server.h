@@ -26,7 +26,8 @@ typedef enum {
     HOSTILE_HEADERS_ONLY,  /* headers promising a body, then close */
     HOSTILE_BAD_CHUNK,     /* chunked encoding with a chunk size that is not hex */
     HOSTILE_ENDLESS_EVENT, /* lists fine; a watch streams one event that never ends */
-    HOSTILE_GOOD           /* lists fine; a watch sends one ADDED event and waits */
+    HOSTILE_GOOD           /* lists fine; a watch sends one ADDED event and waits,
+                              breaking the stream when the mode changes */
 } hostile_mode_t;
 
 typedef struct hostile_s {
@@ -63,13 +64,17 @@ static int hostile_read_request__(int fd, hostile_t *h) {
     return strstr(buf, "watch=") != NULL;
 }
 
-/* Waits until the client goes away or the server stops. */
-static void hostile_wait_close__(int fd, hostile_t *h) {
+/* Waits until the client goes away, the server stops or the mode
+ * changes; 1 for a mode change. */
+static int hostile_wait_close__(int fd, hostile_t *h) {
     char b[512];
+    int mode = atomic_load(&h->mode);
     while (!atomic_load(&h->stop)) {
+        if (atomic_load(&h->mode) != mode) return 1;
         struct pollfd p = { fd, POLLIN, 0 };
-        if (poll(&p, 1, 100) > 0 && recv(fd, b, sizeof b, 0) <= 0) return;
+        if (poll(&p, 1, 100) > 0 && recv(fd, b, sizeof b, 0) <= 0) return 0;
     }
+    return 0;
 }
 
 static const char hostile_list__[] =
@@ -131,7 +136,10 @@ static void hostile_serve__(int fd, hostile_t *h) {
         char s[512];
         int n = snprintf(s, sizeof s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                       "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n", sizeof ev - 1, ev);
-        if (hostile_write__(fd, s, (size_t)n) == 0) hostile_wait_close__(fd, h);
+        /* A mode change breaks the stream mid-way, as a dropped
+         * connection would. */
+        if (hostile_write__(fd, s, (size_t)n) == 0 && hostile_wait_close__(fd, h))
+            hostile_write__(fd, "ZZ\r\n", 4);
         return;
     }
     }

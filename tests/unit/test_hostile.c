@@ -104,7 +104,7 @@ static void test_requests(env_t *e) {
 typedef struct {
     int errors, adds;
     char reason[64], message[256];
-    uint64_t retry_ms;
+    uint64_t retry_ms, last_retry_ms;
 } seen_t;
 
 static void on_add(is_informer_t *inf, const char *key, const char *obj, size_t len) {
@@ -119,6 +119,7 @@ static void on_error(is_informer_t *inf, const char *what, long code, const char
     (void)what;
     (void)code;
     seen_t *s = inf->data;
+    s->last_retry_ms = retry_ms;
     if (s->errors++) return;
     snprintf(s->reason, sizeof s->reason, "%s", reason);
     snprintf(s->message, sizeof s->message, "%s", message);
@@ -131,19 +132,37 @@ static void test_informer(env_t *e) {
     seen_t seen;
     memset(&seen, 0, sizeof seen);
     is_informer_opts_t o = { .name = "cms", .cluster = &e->hostile, .resource = configmaps,
-                             .backoff_base_ms = 200, .backoff_max_ms = 400, .max_event = 64 * 1024 };
+                             .backoff_base_ms = 100, .backoff_max_ms = 60000, .max_event = 64 * 1024 };
     is_informer_t inf;
     CHECK_INT(is_informer_init(&inf, &o, &h, &seen), IS_OK);
     CHECK_INT(is_informer_start(&inf), IS_OK);
     run_until(&e->loop, &seen.errors, 10000);
     CHECK_STR(seen.reason, "EventTooLarge");
     CHECK_STR(seen.message, "a watch event of configmaps exceeds the limit of 65536 bytes");
-    /* It backs off rather than reconnecting at once. */
-    CHECK(seen.retry_ms >= 200);
+    /* It backs off rather than reconnecting at once, longer each time. */
+    CHECK(seen.retry_ms >= 100);
+    int three = 0;
+    for (int i = 0; i < 100 && !three; i++) {
+        run_until(&e->loop, &three, 100);
+        three = seen.errors >= 3;
+    }
+    CHECK(three);
+    CHECK(seen.last_retry_ms >= 400);
     /* The server behaves again: the informer gets there by itself. */
     hostile_set_mode(&e->bad, HOSTILE_GOOD);
-    run_until(&e->loop, &seen.adds, 10000);
+    run_until(&e->loop, &seen.adds, 20000);
     CHECK_INT(seen.adds, 1);
+    /* A healthy watch has forgotten the outage: the next break is retried
+     * after the base delay, not after the longest one so far. */
+    int before = seen.errors;
+    hostile_set_mode(&e->bad, HOSTILE_GARBAGE);
+    int more = 0;
+    for (int i = 0; i < 100 && !more; i++) {
+        run_until(&e->loop, &more, 100);
+        more = seen.errors > before;
+    }
+    CHECK(more);
+    CHECK(seen.last_retry_ms <= 200);
     is_informer_close(&inf);
 }
 

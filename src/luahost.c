@@ -812,6 +812,32 @@ static int l_queue(lua_State *L) {
     return 0;
 }
 
+typedef struct event_args_s {
+    int ref;
+    const char *kind, *key, *obj, *old;
+    size_t len, old_len;
+} event_args_t;
+
+/* In protected mode, because the object may not fit under the memory cap:
+ * an unprotected raise there would be a Lua panic, which aborts. */
+static int on_event_p(lua_State *L) {
+    const event_args_t *a = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
+    lua_pushstring(L, a->kind);
+    int nargs = 1;
+    if (a->key) {
+        lua_pushstring(L, a->key);
+        lua_pushlstring(L, a->obj, a->len);
+        nargs = 3;
+        if (a->old) {
+            lua_pushlstring(L, a->old, a->old_len);
+            nargs = 4;
+        }
+    }
+    lua_call(L, nargs, 0);
+    return 0;
+}
+
 /* Informer events run Lua on the main thread, outside any coroutine:
  * on_event must not yield, and it gets its own instruction budget. */
 static void call_on_event(lh_informer_t *li, const char *kind, const char *key, const char *obj,
@@ -821,23 +847,14 @@ static void call_on_event(lh_informer_t *li, const char *kind, const char *key, 
     if (h->stopping) return;
     lh_task_t *sync = &PRIV(h)->sync;
     int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, li->on_event_ref);
-    lua_pushstring(L, kind);
-    int nargs = 1;
-    if (key) {
-        lua_pushstring(L, key);
-        lua_pushlstring(L, obj, len);
-        nargs = 3;
-        if (old) {
-            lua_pushlstring(L, old, old_len);
-            nargs = 4;
-        }
-    }
+    event_args_t args = { li->on_event_ref, kind, key, obj, old, len, old_len };
+    lua_pushcfunction(L, on_event_p);
+    lua_pushlightuserdata(L, &args);
     sync->used = 0;
     sync->tripped = 0;
     lh_task_t *caller = PRIV(h)->current;
     PRIV(h)->current = sync;
-    int st = lua_pcall(L, nargs, 0, 0);
+    int st = lua_pcall(L, 1, 0, 0);
     PRIV(h)->current = caller;
     /* A trip left the main thread raising on every instruction. */
     if (sync->tripped) lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);

@@ -571,6 +571,15 @@ static void route(const fake_req_t *req, int *status, char *body, size_t cap, vo
     } else if (strstr(req->uri, "/configmaps")) {
         snprintf(body, cap, "{\"metadata\":{\"resourceVersion\":\"8\",\"continue\":\"next\"},"
                             "\"items\":[{\"n\":1}]}");
+    } else if (strstr(req->uri, "/secrets") && strstr(req->uri, "watch=")) {
+        *status = 500;
+        snprintf(body, cap, "{\"kind\":\"Status\",\"code\":500,\"reason\":\"InternalError\",\"message\":\"no watch here\"}");
+    } else if (strstr(req->uri, "/secrets")) {
+        /* One object of 40 KB. */
+        int n = snprintf(body, cap, "{\"metadata\":{\"resourceVersion\":\"8\"},\"items\":[{\"metadata\":"
+                                    "{\"name\":\"big\",\"namespace\":\"ns\",\"resourceVersion\":\"8\"},\"data\":\"");
+        while (n < 40000 && (size_t)n + 8 < cap) body[n++] = 'd';
+        snprintf(body + n, cap - (size_t)n, "\"}]}");
     } else {
         snprintf(body, cap, "{\"kind\":\"Pod\",\"method\":\"%s\"}", req->method);
     }
@@ -688,6 +697,47 @@ static void start_fails(const char *module, const char *want1, const char *want2
 
 /* ---- graceful shutdown ---- */
 
+/* An informer event delivered with the state at its memory cap: pushing
+ * the object fails, which must be that handler's error in the log, not a
+ * Lua panic outside protected mode that aborts the process. */
+static void test_event_oom(void) {
+    env_t e;
+    fake_api_t api;
+    is_cluster_t up;
+    if (fake_api_start(&api, route, NULL) != 0) {
+        CHECK(!"fake API server did not start");
+        return;
+    }
+    if (env_open(&e, "luahost_test.event_oom", (size_t)4 << 20, 0) == 0) {
+        size_t before_cluster = is_alloc_used();
+        CHECK_INT(fake_cluster_init(&up, &e.loop, "api", api.port), IS_OK);
+        e.alloc_before += is_alloc_used() - before_cluster;
+        CHECK_INT(is_lua_add_cluster(&e.h, "api", &up), IS_OK);
+        char err[512] = "";
+        capture_t cap;
+        capture_begin(&cap);
+        CHECK_INT(is_lua_start(&e.h, err, sizeof err), IS_OK);
+        /* Until the list has arrived and its event failed (slow under
+         * valgrind); nothing else stops the loop. */
+        for (int i = 0; i < 100 && e.h.script_errors == 0; i++) run_loop(&e.loop, 100);
+        CHECK(e.h.script_errors >= 1);
+        capture_end(&cap);
+        /* Give the memory back, without allocating, and look. */
+        lua_State *L = e.h.L;
+        lua_getglobal(L, "R");
+        lua_pushnil(L);
+        lua_setfield(L, -2, "fill");
+        lua_pop(L, 1);
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        CHECK(log_has(cap.text, "informer event handler failed", "\"informer\":\"big\"", "not enough memory"));
+        CHECK_STR(eval(&e.h, "1 + 1"), "2");
+        free(cap.text);
+        env_close(&e);
+        is_cluster_close(&up);
+    }
+    fake_api_stop(&api);
+}
+
 static void test_shutdown(void) {
     env_t e;
     if (env_open(&e, "luahost_test.stopping", 0, 0) != 0) return;
@@ -740,6 +790,7 @@ int main(void) {
     RUN(test_read_scripts);
     RUN(test_raising_calls);
     RUN(test_kube);
+    RUN(test_event_oom);
     RUN(test_shutdown);
     RUN(test_start_failures);
     CHECK_INT(is_alloc_used(), start);

@@ -22,11 +22,24 @@
 #include "is_loop.h"
 #include "is_metrics.h"
 
+/* Caps sized for Kubernetes: etcd keeps objects under 1.5 MiB, and one
+ * list page of 500 of those stays well under the body cap. A list as a
+ * whole must still fit the Lua state that receives it. */
+#define IS_HTTP_MAX_BODY ((size_t)64 << 20)
+#define IS_HTTP_MAX_LIST ((size_t)128 << 20)
+
 typedef struct is_cluster_s {
     char *name;            /* "internal", "remote", ... (for logs) */
     is_loop_t *loop;
     is_kubeconfig_t kc;    /* owned */
     long connect_timeout_ms;
+    long idle_timeout_ms;  /* a response that sends nothing for this long is
+                              abandoned (default 180 s: the API server sends
+                              a watch bookmark about every minute) */
+    size_t max_body;       /* a buffered response body past this fails the
+                              request (default IS_HTTP_MAX_BODY) */
+    size_t max_list;       /* all items of one paged list (is_kapi_list;
+                              default IS_HTTP_MAX_LIST) */
     unsigned long requests; /* counters for metrics */
     unsigned long failures;
     long exec_timeout_ms;   /* bound on one run of the exec plugin */
@@ -49,7 +62,8 @@ typedef struct is_http_result_s {
     long code;              /* HTTP status; 0 when the transport failed */
     CURLcode curl_code;     /* CURLE_OK unless the transport failed */
     const char *error;      /* one line for logs when code is 0 or >= 400;
-                               TLS problems start with "TLS: " */
+                               TLS problems start with "TLS: "; a body
+                               past the cap is reason "ResponseTooLarge" */
     const char *body;       /* whole body (empty for streamed 2xx) */
     size_t body_len;
     const is_kstatus_t *status; /* decoded when code is 0 or >= 400, else NULL */

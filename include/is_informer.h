@@ -45,7 +45,12 @@ typedef struct is_informer_opts_s {
     int watch_timeout_s;         /* default 300, jittered up to 2x */
     uint64_t backoff_base_ms;    /* default 800 */
     uint64_t backoff_max_ms;     /* default 30000 */
+    size_t max_event;            /* one watch event's bytes; default IS_INFORMER_MAX_EVENT */
 } is_informer_opts_t;
+
+/* A watch event carries one object (etcd keeps them under 1.5 MiB) in JSON,
+ * escaped once more inside the event: 16 MiB leaves room for all of it. */
+#define IS_INFORMER_MAX_EVENT ((size_t)16 << 20)
 
 typedef struct is_informer_obj_s is_informer_obj_t; /* internal */
 
@@ -86,6 +91,10 @@ int is_informer_init(is_informer_t *inf, const is_informer_opts_t *opts,
 int is_informer_set_metrics(is_informer_t *inf, is_metrics_t *reg);
 int is_informer_start(is_informer_t *inf);
 void is_informer_stop(is_informer_t *inf);
+/* Internal, for the fuzz target: feeds watch-stream bytes as if the watch
+ * in flight had received them (framing, decoding, the cache, the
+ * handlers). Non-zero when the stream would be torn down. */
+int is_informer_feed__(is_informer_t *inf, const char *data, size_t len);
 void is_informer_close(is_informer_t *inf);  /* stops and frees the cache */
 
 int is_informer_synced(const is_informer_t *inf);

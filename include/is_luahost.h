@@ -27,6 +27,12 @@ typedef struct is_lua_arg_s {
     size_t len;
 } is_lua_arg_t;
 
+/* host.log caps: one field value (and the message) is cut past
+ * IS_LUA_LOG_VALUE_MAX bytes, and fields past IS_LUA_LOG_FIELDS_MAX bytes
+ * of a line are dropped; both say so in the line. */
+#define IS_LUA_LOG_VALUE_MAX (16 * 1024)
+#define IS_LUA_LOG_FIELDS_MAX (64 * 1024)
+
 typedef struct is_lua_opts_s {
     const char *lua_dir;        /* modules: <lua_dir>/?.lua, ?/init.lua */
     const char *policy_dir;     /* exposed as host.config.policy_dir */

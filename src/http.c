@@ -37,6 +37,7 @@ struct is_http_req_s {
     int write_failed;        /* IS_ENOMEM while buffering */
     int recorded;            /* this attempt is in the metrics */
     struct timespec started; /* this attempt's start */
+    int too_large;           /* the body passed cluster->max_body */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -50,6 +51,9 @@ int is_cluster_init(is_cluster_t *c, is_loop_t *loop, const char *name, is_kubec
     c->connect_timeout_ms = 10000;
     c->exec_timeout_ms = EXEC_TIMEOUT_MS;
     is_timer_init(loop, &c->fail_timer__, on_exec_start_failed, c);
+    c->idle_timeout_ms = 180000;
+    c->max_body = IS_HTTP_MAX_BODY;
+    c->max_list = IS_HTTP_MAX_LIST;
     return IS_OK;
 }
 
@@ -144,6 +148,10 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         record_attempt(r, r->code);
         return r->on_data(r, ptr, n, r->ud) == 0 ? n : 0;
     }
+    if (r->body.len + n > r->cluster->max_body) {
+        r->too_large = 1;
+        return 0;
+    }
     if (is_buf_append(&r->body, ptr, n) != IS_OK) {
         r->write_failed = 1;
         return 0;
@@ -215,6 +223,10 @@ static int setup_easy(is_http_req_t *r) {
     SET(CURLOPT_CONNECTTIMEOUT_MS, r->cluster->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* A server that stalls mid-response (keepalives still answered) must
+     * not hold a watch, which has no overall timeout, for ever. */
+    SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+    SET(CURLOPT_LOW_SPEED_TIME, r->cluster->idle_timeout_ms > 1000 ? r->cluster->idle_timeout_ms / 1000 : 1L);
     SET(CURLOPT_ACCEPT_ENCODING, "");
     SET(CURLOPT_HTTPHEADER, r->headers);
     if (r->connect_to) SET(CURLOPT_CONNECT_TO, r->connect_to);
@@ -280,6 +292,7 @@ static int start_transfer(is_http_req_t *r) {
     r->errbuf[0] = 0;
     r->recorded = 0;
     clock_gettime(CLOCK_MONOTONIC, &r->started);
+    r->too_large = 0;
     is_buf_reset(&r->body);
     int rc = is_loop_add_transfer(r->cluster->loop, r->easy, on_transfer_done, r);
     if (rc == IS_OK) r->cluster->requests++;
@@ -316,11 +329,18 @@ static void finish(is_http_req_t *r, CURLcode result) {
     is_kstatus_t status;
     is_buf_t err;
     if (r->code == 0) curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->code);
-    if (result != CURLE_OK && !(r->code >= 400 && !r->write_failed)) {
+    if (result != CURLE_OK && !(r->code >= 400 && !r->write_failed && !r->too_large)) {
         int tls = is_tls_error(result);
         const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(result);
+        char limit[96];
         if (r->write_failed) detail = "out of memory while buffering the response";
-        fail_without_response(r, result, tls ? "TLSError" : "TransportError", tls ? "TLS: " : "", detail);
+        if (r->too_large) {
+            snprintf(limit, sizeof limit, "response body exceeds the limit of %zu bytes", r->cluster->max_body);
+            detail = limit;
+        }
+        fail_without_response(r, result,
+                              r->too_large ? "ResponseTooLarge" : tls ? "TLSError" : "TransportError",
+                              tls ? "TLS: " : "", detail);
         return;
     }
     memset(&res, 0, sizeof res);

@@ -1,6 +1,7 @@
 /* List-then-watch informer with a cache of raw objects. See is_informer.h. */
 #include "is_informer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,7 +66,7 @@ int is_informer_init(is_informer_t *inf, const is_informer_opts_t *o,
     inf->backoff_base_ms__ = o->backoff_base_ms ? o->backoff_base_ms : 800;
     inf->backoff_max_ms__ = o->backoff_max_ms ? o->backoff_max_ms : 30000;
     is_map_init(&inf->cache__);
-    is_framer_init(&inf->framer__, 0);
+    is_framer_init(&inf->framer__, o->max_event ? o->max_event : IS_INFORMER_MAX_EVENT);
     is_timer_init(o->cluster->loop, &inf->retry__, on_retry, inf);
     is_timer_init(o->cluster->loop, &inf->resync__, on_resync, inf);
     int rc = IS_OK;
@@ -285,8 +286,29 @@ out:
 static int on_watch_data(is_http_req_t *req, const char *data, size_t len, void *ud) {
     (void)req;
     is_informer_t *inf = ud;
+    unsigned long events = inf->events__;
     int rc = is_framer_feed(&inf->framer__, data, len, on_event_line, inf);
+    /* A watch that delivers events is healthy again: the outage before it
+     * is forgotten, so that the next break is retried after the base delay
+     * rather than the longest one so far. */
+    if (rc == IS_OK && inf->events__ != events) inf->failures__ = 0;
+    if (rc == IS_ELIMIT && inf->abort__ == ABORT_NONE) {
+        /* The stream is out of step: reconnect from the last resourceVersion
+         * and say which watch sent what. */
+        char msg[256];
+        snprintf(msg, sizeof msg, "a watch event of %s exceeds the limit of %zu bytes", inf->plural__,
+                 inf->framer__.max_line);
+        inf->abort__ = ABORT_ERROR;
+        is_free(inf->abort_reason__);
+        is_free(inf->abort_message__);
+        inf->abort_reason__ = is_strdup("EventTooLarge");
+        inf->abort_message__ = is_strdup(msg);
+    }
     return rc == IS_OK ? 0 : 1;
+}
+
+int is_informer_feed__(is_informer_t *inf, const char *data, size_t len) {
+    return on_watch_data(NULL, data, len, inf);
 }
 
 static void abort_reset(is_informer_t *inf) {

@@ -1,6 +1,7 @@
 /* Kubernetes API verbs: paths, queries and content types over is_http. */
 #include "is_kapi.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "is_alloc.h"
@@ -197,6 +198,10 @@ static int collect_page(list_ctx_t *l, const char *body, size_t len) {
         for (int i = 0; i < doc.toks[items].size; i++) {
             size_t n;
             const char *raw = is_json_raw(&doc, t, &n);
+            if (l->items.len + n + 1 > l->cluster->max_list) {
+                rc = IS_ELIMIT;
+                goto out;
+            }
             if (l->count++ && (rc = is_buf_append(&l->items, ",", 1)) != IS_OK) goto out;
             if ((rc = is_buf_append(&l->items, raw, n)) != IS_OK) goto out;
             t = doc.toks[t].next;
@@ -230,8 +235,12 @@ static void on_list_page(is_http_req_t *req, const is_http_result_t *res, void *
     }
     int rc = collect_page(l, res->body, res->body_len);
     if (rc != IS_OK) {
+        char limit[160];
+        snprintf(limit, sizeof limit, "list of %s exceeds the limit of %zu bytes", l->res.plural,
+                 l->cluster->max_list);
         list_fail(l, 0, rc == IS_ENOMEM ? "out of memory collecting a list"
-                                        : "the API server sent a list that is not valid JSON");
+                        : rc == IS_ELIMIT ? limit
+                                          : "the API server sent a list that is not valid JSON");
         list_ctx_free(l);
         return;
     }

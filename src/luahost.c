@@ -38,6 +38,7 @@ typedef struct lh_task_s {
     lua_State *co;
     int ref;                  /* registry reference that keeps co alive */
     long used;                /* instructions counted so far */
+    int tripped;              /* past the budget: every instruction raises */
     int waiting;              /* a host call is in flight; a bare yield is an error */
     is_http_req_t *req;       /* the call in flight, for cancellation */
     is_kapi_list_t *list;
@@ -114,14 +115,24 @@ static void *lh_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 #define HOOK_STEP 1000
 
+/* Past the budget the hook fires on every instruction of the thread it
+ * caught and of the task's own coroutine, and raises each time: a raise
+ * once per HOOK_STEP would let `pcall` in a loop catch each one and run
+ * for ever. Coroutines made from here on inherit the per-instruction hook;
+ * one made before trips on its next count. */
 static void count_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     is_lua_t *h = *host_slot(L);
     lh_task_t *t = h && h->priv__ ? PRIV(h)->current : NULL;
     if (!t) return;
-    t->used += HOOK_STEP;
-    if (t->used > t->host->instruction_budget)
-        luaL_error(L, "instruction budget of %I exceeded", (lua_Integer)t->host->instruction_budget);
+    if (!t->tripped) {
+        t->used += HOOK_STEP;
+        if (t->used <= h->instruction_budget) return;
+        t->tripped = 1;
+        if (t->co) lua_sethook(t->co, count_hook, LUA_MASKCOUNT, 1);
+    }
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "instruction budget of %I exceeded", (lua_Integer)h->instruction_budget);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -250,8 +261,15 @@ static void task_resume(lh_task_t *t, int nargs) {
      * coroutine still holds what it built: it is made in protected mode and
      * left out when it does not fit. lua_tostring would convert a number in
      * place (an allocation too), so only strings are taken as messages. */
+    char budget[80];
     const char *msg = lua_type(t->co, -1) == LUA_TSTRING ? lua_tostring(t->co, -1)
                                                         : "error object is not a string";
+    /* A tripped task may end on an error of its own handler ("error in
+     * error handling"): the budget is what stopped it. */
+    if (t->tripped) {
+        snprintf(budget, sizeof budget, "instruction budget of %ld exceeded", h->instruction_budget);
+        msg = budget;
+    }
     lua_State *L = h->L;
     lua_pushcfunction(L, traceback_of);
     lua_pushlightuserdata(L, t->co);
@@ -391,6 +409,51 @@ static is_lua_t *host_of(lua_State *L) {
     return (is_lua_t *)lua_touserdata(L, lua_upvalueindex(1));
 }
 
+/* A box is a userdata that owns one C resource (a buffer, a DIR*, a
+ * FILE*) while host code calls into Lua, which may raise: a raise leaves
+ * the box to the collector, whose __gc releases what it holds. The normal
+ * path releases it at once with box_release. */
+typedef struct lh_box_s {
+    void *p;
+    void (*release)(void *p);
+} lh_box_t;
+
+#define BOX_META "internal_services.box"
+
+static int box_gc(lua_State *L) {
+    lh_box_t *b = lua_touserdata(L, 1);
+    if (b && b->p) {
+        void *p = b->p;
+        b->p = NULL;
+        b->release(p);
+    }
+    return 0;
+}
+
+/* Pushes an empty box; raises (holding nothing yet) when out of memory. */
+static lh_box_t *box_push(lua_State *L, void (*release)(void *p)) {
+    lh_box_t *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->p = NULL;
+    b->release = release;
+    luaL_setmetatable(L, BOX_META);
+    return b;
+}
+
+static void box_release(lh_box_t *b) {
+    if (b->p) {
+        void *p = b->p;
+        b->p = NULL;
+        b->release(p);
+    }
+}
+
+static void release_buf(void *p) {
+    is_buf_free(p);
+    is_free(p);
+}
+static void release_dir(void *p) { closedir(p); }
+static void release_file(void *p) { fclose(p); }
+
 /* The task of the running coroutine, or an error for calls that must
  * yield but were made elsewhere (the main thread, a nested coroutine). */
 static lh_task_t *current_task(lua_State *L, const char *fn) {
@@ -400,39 +463,85 @@ static lh_task_t *current_task(lua_State *L, const char *fn) {
     return t;
 }
 
+/* Replaces the string at the top (of length n) by its first
+ * IS_LUA_LOG_VALUE_MAX bytes and a note that it was cut. */
+static void cut_string(lua_State *L, size_t n) {
+    if (n <= IS_LUA_LOG_VALUE_MAX) return;
+    lua_pushlstring(L, lua_tostring(L, -1), IS_LUA_LOG_VALUE_MAX);
+    lua_pushfstring(L, "...(%I bytes, cut at the log value limit of %d)", (lua_Integer)n,
+                    IS_LUA_LOG_VALUE_MAX);
+    lua_concat(L, 2);
+    lua_replace(L, -2);
+}
+
+/* A log line's fields are capped: a script logging a whole object must not
+ * write megabytes per line. A value past IS_LUA_LOG_VALUE_MAX is cut and
+ * says so; fields past IS_LUA_LOG_FIELDS_MAX are dropped, and counted. */
+static int log_field_value(is_buf_t *f, lua_State *L) {
+    int ty = lua_type(L, -1);
+    if (ty == LUA_TNUMBER) {
+        if (lua_isinteger(L, -1)) return is_buf_printf(f, "%lld", (long long)lua_tointeger(L, -1));
+        return is_buf_printf(f, "%.17g", lua_tonumber(L, -1));
+    }
+    if (ty == LUA_TBOOLEAN) return is_buf_appends(f, lua_toboolean(L, -1) ? "true" : "false");
+    size_t n;
+    luaL_tolstring(L, -1, &n); /* may raise: f is boxed */
+    cut_string(L, n);
+    const char *s = lua_tolstring(L, -1, &n);
+    int rc = is_buf_append_jsonstr(f, s, n);
+    lua_pop(L, 1);
+    return rc;
+}
+
 static int l_log(lua_State *L) {
     static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
     int level = luaL_checkoption(L, 1, "info", levels);
-    const char *msg = luaL_checkstring(L, 2);
+    size_t mlen;
+    luaL_checklstring(L, 2, &mlen);
     if (level < is_log_level()) return 0;
-    is_buf_t f;
-    is_buf_init(&f);
-    if (lua_istable(L, 3)) {
-        lua_pushnil(L);
-        while (lua_next(L, 3)) {
-            if (lua_type(L, -2) == LUA_TSTRING) {
-                const char *k = lua_tostring(L, -2);
-                if (f.len) is_buf_appends(&f, ",");
-                is_buf_append_jsonstr(&f, k, strlen(k));
-                is_buf_appends(&f, ":");
-                int ty = lua_type(L, -1);
-                if (ty == LUA_TNUMBER) {
-                    if (lua_isinteger(L, -1)) is_buf_printf(&f, "%lld", (long long)lua_tointeger(L, -1));
-                    else is_buf_printf(&f, "%.17g", lua_tonumber(L, -1));
-                } else if (ty == LUA_TBOOLEAN) {
-                    is_buf_appends(&f, lua_toboolean(L, -1) ? "true" : "false");
-                } else {
-                    size_t n;
-                    const char *s = luaL_tolstring(L, -1, &n);
-                    is_buf_append_jsonstr(&f, s, n);
-                    lua_pop(L, 1);
-                }
-            }
-            lua_pop(L, 1);
-        }
+    lua_pushvalue(L, 2);
+    cut_string(L, mlen);
+    lua_replace(L, 2);
+    const char *msg = lua_tostring(L, 2);
+    if (!lua_istable(L, 3)) {
+        is_log_write(level, msg, NULL);
+        return 0;
     }
-    is_log_write(level, msg, f.data);
-    is_buf_free(&f);
+    lh_box_t *box = box_push(L, release_buf);
+    is_buf_t *f = is_calloc(1, sizeof *f);
+    if (!f) return luaL_error(L, "host.log: out of memory");
+    box->p = f;
+    int rc = IS_OK;
+    unsigned long dropped = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        if (lua_type(L, -2) == LUA_TSTRING && rc == IS_OK) {
+            if (f->len >= IS_LUA_LOG_FIELDS_MAX) {
+                dropped++;
+            } else {
+                size_t klen;
+                lua_pushvalue(L, -2);
+                lua_tolstring(L, -1, &klen);
+                cut_string(L, klen);
+                const char *k = lua_tolstring(L, -1, &klen);
+                if (f->len) rc = is_buf_appends(f, ",");
+                if (rc == IS_OK) rc = is_buf_append_jsonstr(f, k, klen);
+                if (rc == IS_OK) rc = is_buf_appends(f, ":");
+                lua_pop(L, 1);
+                if (rc == IS_OK) rc = log_field_value(f, L);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (rc == IS_OK && dropped)
+        rc = is_buf_printf(f, ",\"fields_dropped\":\"%lu past the log line limit of %d bytes\"", dropped,
+                           IS_LUA_LOG_FIELDS_MAX);
+    if (rc != IS_OK) {
+        box_release(box);
+        return luaL_error(L, "host.log: %s", is_strerror(rc));
+    }
+    is_log_write(level, msg, f->data);
+    box_release(box);
     return 0;
 }
 
@@ -683,13 +792,16 @@ static int l_queue(lua_State *L) {
     if (is_map_get(&h->queues, name)) return luaL_error(L, "host.queue: %s already exists", name);
     lua_getfield(L, 1, "reconcile");
     if (!lua_isfunction(L, -1)) return luaL_error(L, "host.queue: reconcile must be a function");
+    /* luaL_ref may raise: taken before anything is allocated. */
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lh_queue_t *q = is_calloc(1, sizeof *q);
     if (!q || !(q->name = is_strdup(name))) {
         is_free(q);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
         return luaL_error(L, "host.queue: out of memory");
     }
     q->host = h;
-    q->reconcile_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    q->reconcile_ref = ref;
     if (is_wq_init(&q->wq, h->loop, queue_process, q) != IS_OK ||
         is_map_set(&h->queues, name, q, NULL) != IS_OK) {
         queue_free(q);
@@ -708,6 +820,32 @@ static int l_queue(lua_State *L) {
     return 0;
 }
 
+typedef struct event_args_s {
+    int ref;
+    const char *kind, *key, *obj, *old;
+    size_t len, old_len;
+} event_args_t;
+
+/* In protected mode, because the object may not fit under the memory cap:
+ * an unprotected raise there would be a Lua panic, which aborts. */
+static int on_event_p(lua_State *L) {
+    const event_args_t *a = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
+    lua_pushstring(L, a->kind);
+    int nargs = 1;
+    if (a->key) {
+        lua_pushstring(L, a->key);
+        lua_pushlstring(L, a->obj, a->len);
+        nargs = 3;
+        if (a->old) {
+            lua_pushlstring(L, a->old, a->old_len);
+            nargs = 4;
+        }
+    }
+    lua_call(L, nargs, 0);
+    return 0;
+}
+
 /* Informer events run Lua on the main thread, outside any coroutine:
  * on_event must not yield, and it gets its own instruction budget. */
 static void call_on_event(lh_informer_t *li, const char *kind, const char *key, const char *obj,
@@ -717,23 +855,17 @@ static void call_on_event(lh_informer_t *li, const char *kind, const char *key, 
     if (h->stopping) return;
     lh_task_t *sync = &PRIV(h)->sync;
     int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, li->on_event_ref);
-    lua_pushstring(L, kind);
-    int nargs = 1;
-    if (key) {
-        lua_pushstring(L, key);
-        lua_pushlstring(L, obj, len);
-        nargs = 3;
-        if (old) {
-            lua_pushlstring(L, old, old_len);
-            nargs = 4;
-        }
-    }
+    event_args_t args = { li->on_event_ref, kind, key, obj, old, len, old_len };
+    lua_pushcfunction(L, on_event_p);
+    lua_pushlightuserdata(L, &args);
     sync->used = 0;
+    sync->tripped = 0;
     lh_task_t *caller = PRIV(h)->current;
     PRIV(h)->current = sync;
-    int st = lua_pcall(L, nargs, 0, 0);
+    int st = lua_pcall(L, 1, 0, 0);
     PRIV(h)->current = caller;
+    /* A trip left the main thread raising on every instruction. */
+    if (sync->tripped) lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
     if (st != LUA_OK) {
         li->errors++;
         h->script_errors++;
@@ -816,13 +948,15 @@ static int l_watch(lua_State *L) {
     };
     static const is_informer_handlers_t handlers = { inf_add, inf_update, inf_delete, inf_synced,
                                                      inf_error };
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: before any allocation */
     lh_informer_t *li = is_calloc(1, sizeof *li);
     if (!li || !(li->name = is_strdup(name))) {
         is_free(li);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
         return luaL_error(L, "host.watch: out of memory");
     }
     li->host = h;
-    li->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    li->on_event_ref = ref;
     int rc = is_informer_init(&li->inf, &o, &handlers, li);
     if (rc == IS_OK && h->metrics && is_informer_set_metrics(&li->inf, h->metrics) != IS_OK)
         log_kv(IS_LOG_WARN, "informer metrics unavailable", "informer", name, NULL, NULL);
@@ -892,65 +1026,73 @@ static int cmp_names(const void *a, const void *b) {
 
 /* Reads the *.lua files of a directory. The signature covers name, size,
  * mtime and inode of every file after following links, so that a ConfigMap
- * update (which swaps the ..data symlink) changes it. */
+ * update (which swaps the ..data symlink) changes it. Every allocation here
+ * may raise, so the names live in a Lua table and the DIR* and FILE* in
+ * boxes: nothing is left behind by a raise. */
 static int l_read_scripts(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    lh_box_t *dbox = box_push(L, release_dir);                  /* 2 */
     DIR *d = opendir(dir);
     if (!d) {
         lua_pushnil(L);
         lua_pushfstring(L, "cannot open policy directory %s: %s", dir, strerror(errno));
         return 2;
     }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
+    dbox->p = d;
+    lua_newtable(L);                                            /* 3: names */
+    lua_Integer n = 0;
     struct dirent *e;
-    int oom = 0;
     while ((e = readdir(d))) {
         size_t len = strlen(e->d_name);
         if (e->d_name[0] == '.' || len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            char **nn = is_realloc(names, ncap * sizeof *nn);
-            if (!nn) { oom = 1; break; }
-            names = nn;
-            cap = ncap;
-        }
-        if (!(names[n] = is_strdup(e->d_name))) { oom = 1; break; }
-        n++;
+        lua_pushlstring(L, e->d_name, len);
+        lua_rawseti(L, 3, ++n);
     }
-    closedir(d);
-    if (!oom && n > 1) qsort(names, n, sizeof *names, cmp_names); /* names is NULL when n is 0 */
+    box_release(dbox);
+    /* Sorted through an array of pointers in Lua memory; the strings stay
+     * anchored by the names table. */
+    const char **sorted = lua_newuserdatauv(L, (size_t)n * sizeof *sorted + 1, 0); /* 4 */
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 3, i);
+        sorted[i - 1] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_names);
     luaL_Buffer sig;
-    lua_createtable(L, (int)n, 0);
-    luaL_buffinit(L, &sig);
+    lua_createtable(L, (int)n, 0);                              /* 5: result */
+    luaL_buffinit(L, &sig);                                     /* 6 */
     int out = 0;
-    for (size_t i = 0; i < n && !oom; i++) {
+    for (lua_Integer i = 0; i < n; i++) {
         char path[4096];
         struct stat st;
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, sorted[i]);
         if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        lua_createtable(L, 0, 2);                               /* entry */
+        lh_box_t *fbox = box_push(L, release_file);             /* entry, fbox */
         FILE *f = fopen(path, "rb");
-        if (!f) continue;
+        if (!f) {
+            lua_pop(L, 2);
+            continue;
+        }
+        fbox->p = f;
         luaL_Buffer src;
-        lua_createtable(L, 0, 2);
         luaL_buffinit(L, &src);
         char chunk[4096];
         size_t got;
         while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) luaL_addlstring(&src, chunk, got);
-        fclose(f);
-        luaL_pushresult(&src);
-        lua_setfield(L, -2, "source");
-        lua_pushstring(L, names[i]);
+        box_release(fbox);
+        luaL_pushresult(&src);                                  /* entry, fbox, source */
+        lua_setfield(L, -3, "source");
+        lua_pop(L, 1);                                          /* entry */
+        lua_pushstring(L, sorted[i]);
         lua_setfield(L, -2, "name");
-        lua_rawseti(L, -3, ++out);
+        lua_rawseti(L, 5, ++out);
         char line[512];
-        snprintf(line, sizeof line, "%s:%lld:%lld.%09ld:%llu;", names[i], (long long)st.st_size,
+        snprintf(line, sizeof line, "%s:%lld:%lld.%09ld:%llu;", sorted[i], (long long)st.st_size,
                  (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (unsigned long long)st.st_ino);
         luaL_addstring(&sig, line);
     }
-    for (size_t i = 0; i < n; i++) is_free(names[i]);
-    is_free(names);
-    if (oom) return luaL_error(L, "host.read_scripts: out of memory");
     luaL_pushresult(&sig);
     return 2;
 }
@@ -1034,6 +1176,12 @@ static int init_state(lua_State *L) {
     const is_lua_opts_t *o = box->o;
     luaL_openlibs(L);
     restrict_globals(L);
+    luaL_newmetatable(L, BOX_META);
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
 
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", o->lua_dir, o->lua_dir);
@@ -1113,6 +1261,9 @@ int is_lua_init(is_lua_t *h, is_loop_t *loop, const is_lua_opts_t *o, char *err,
     if (!L) goto oom;
     h->L = L;
     *host_slot(L) = h;
+    /* Charges informer handlers, which run on the main thread (the sync
+     * pseudo task); outside them no task is current and the hook returns. */
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
     host_opts_box_t box = { h, o };
     lua_pushcfunction(L, init_state);
     lua_pushlightuserdata(L, &box);

@@ -375,6 +375,54 @@ static void test_get(env_t *e) {
     CHECK_INT(out.calls, 0);
 }
 
+/* Every buffer has a cap: a body past the cluster's max_body fails the
+ * request (success and error bodies alike), and a paged list past max_list
+ * fails the list; each names what it was and the limit. */
+static void test_caps(env_t *e) {
+    outcome_t out = {0};
+    size_t saved_body = e->cluster.max_body, saved_list = e->cluster.max_list;
+    CHECK_INT(saved_body, IS_HTTP_MAX_BODY);
+    CHECK_INT(saved_list, IS_HTTP_MAX_LIST);
+
+    e->cluster.max_body = 40;
+    CHECK_INT(is_kapi_get(&e->cluster, &pods, &(is_kapi_opts_t){ .namespace = "ns", .name = "p1" },
+                          on_done, &out, NULL), IS_OK);
+    run_until(&e->loop, &out.calls, 1);
+    CHECK_INT(out.code, 0);
+    CHECK_STR(out.reason, "ResponseTooLarge");
+    CHECK(strstr(out.message, "GET ") != NULL);
+    CHECK(strstr(out.message, "/api/v1/namespaces/ns/pods/p1: response body exceeds the limit of 40 bytes") != NULL);
+    outcome_free(&out);
+
+    /* An error body too (the 404's Status is longer than 40 bytes). */
+    CHECK_INT(is_kapi_get(&e->cluster, &pods, &(is_kapi_opts_t){ .namespace = "ns", .name = "missing" },
+                          on_done, &out, NULL), IS_OK);
+    run_until(&e->loop, &out.calls, 1);
+    CHECK_INT(out.code, 0);
+    CHECK_STR(out.reason, "ResponseTooLarge");
+    outcome_free(&out);
+
+    /* Within the cap it works as before. */
+    e->cluster.max_body = 200;
+    CHECK_INT(is_kapi_get(&e->cluster, &pods, &(is_kapi_opts_t){ .namespace = "ns", .name = "p1" },
+                          on_done, &out, NULL), IS_OK);
+    run_until(&e->loop, &out.calls, 1);
+    CHECK_INT(out.code, 200);
+    outcome_free(&out);
+    e->cluster.max_body = saved_body;
+
+    /* The list's pages each fit, their items together do not. */
+    e->cluster.max_list = 60;
+    CHECK_INT(is_kapi_list(&e->cluster, &configmaps, &(is_kapi_opts_t){ .limit = 2 }, on_done, &out, NULL),
+              IS_OK);
+    run_until(&e->loop, &out.calls, 1);
+    CHECK_INT(out.calls, 1);
+    CHECK_INT(out.code, 0);
+    CHECK_STR(out.message, "list of configmaps exceeds the limit of 60 bytes");
+    outcome_free(&out);
+    e->cluster.max_list = saved_list;
+}
+
 /* Waits for the request in flight to succeed; returns what the server saw. */
 static fake_req_t seen(env_t *e, outcome_t *out) {
     run_until(&e->loop, &out->calls, 1);
@@ -548,6 +596,7 @@ static void test_server(void) {
     RUN_WITH(test_list_errors, &e);
     RUN_WITH(test_list_transport_error, &e.loop);
     RUN_WITH(test_get, &e);
+    RUN_WITH(test_caps, &e);
     RUN_WITH(test_delete, &e);
     RUN_WITH(test_patch, &e);
     RUN_WITH(test_create_update, &e);

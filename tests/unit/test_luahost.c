@@ -126,6 +126,20 @@ static int log_has(const char *log, const char *a, const char *b, const char *c)
     return 0;
 }
 
+/* log_has for lines of any length: 1 when one line contains a and b. */
+static int long_line_has(const char *log, const char *a, const char *b) {
+    for (const char *line = log; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char *copy = strndup(line, len);
+        int found = copy && strstr(copy, a) && (!b || strstr(copy, b));
+        free(copy);
+        if (found) return 1;
+        line = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
 /* The value of one metrics line "name value", or -1. */
 static double metric(const is_lua_t *h, const char *name) {
     is_buf_t b;
@@ -372,12 +386,21 @@ static int run_limits(env_t *e, const char *keys, size_t memory_limit, long budg
 
 static void test_instruction_budget(void) {
     env_t e;
-    if (run_limits(&e, "{ 'spin', 'spin_wrapped', 'spin_across', 'plain' }", (size_t)8 << 20, 1000000) != 0) return;
+    if (run_limits(&e, "{ 'spin', 'spin_wrapped', 'spin_caught', 'spin_caught_wrapped', 'spin_across', 'plain' }",
+                   (size_t)8 << 20, 1000000) != 0) return;
     is_lua_t *h = &e.h;
     CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin\"", "instruction budget of 1000000 exceeded"));
     /* A coroutine the script makes itself does not escape the budget. */
     CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin_wrapped\"", "instruction budget of 1000000 exceeded"));
     CHECK_INT(eval_int(h, "R.runs.spin_wrapped"), 2);
+    /* Catching the budget error in a loop does not keep a reconcile alive:
+     * after the first trip every instruction raises. */
+    CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin_caught\"", "instruction budget of 1000000 exceeded"));
+    CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin_caught_wrapped\"",
+                  "instruction budget of 1000000 exceeded"));
+    CHECK_INT(eval_int(h, "R.runs.spin_caught"), 2);
+    CHECK_INT(eval_int(h, "R.runs.spin_caught_wrapped"), 2);
+    CHECK_STR(eval(h, "R.ok.spin_caught and R.ok.spin_caught_wrapped"), "true");
     /* The budget covers a reconcile across its host calls. */
     CHECK(log_has(e.log, "reconcile failed", "\"key\":\"spin_across\"", "instruction budget"));
     /* ... and each run of a background task, which outlived it. */
@@ -388,7 +411,7 @@ static void test_instruction_budget(void) {
     CHECK_INT(eval_int(h, "R.runs.spin_across"), 2);
     CHECK_INT(eval_int(h, "R.runs.plain"), 1);
     CHECK_STR(eval(h, "R.ok.spin and R.ok.spin_across and R.ok.plain"), "true");
-    CHECK(metric(h, "internal_services_reconcile_errors_total{queue=\"limits\"}") == 3);
+    CHECK(metric(h, "internal_services_reconcile_errors_total{queue=\"limits\"}") == 5);
     CHECK_STR(eval(h, "R.big"), "2097152");
     env_close(&e);
 }
@@ -537,6 +560,85 @@ static void test_read_scripts(void) {
     env_close(&e);
 }
 
+/* ---- no C heap held across a Lua call that raises ---- */
+
+/* Calls module.fn(arg) on the main thread with every allocation from the
+ * n-th on failing (the Lua state's too), so each run raises at another
+ * point inside the host function. Returns the pcall status. */
+static int call_failing_after(is_lua_t *h, const char *module, const char *fn, const char *arg, long n) {
+    lua_State *L = h->L;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, module);
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, fn);
+    lua_pushstring(L, arg);
+    is_alloc_fail_after(n);
+    int st = lua_pcall(L, 1, 1, 0);
+    is_alloc_fail_after(0);
+    lua_settop(L, top);
+    return st;
+}
+
+static void test_raising_calls(void) {
+    env_t e;
+    /* host.log: a field whose __tostring raises, 10,000 times. */
+    if (env_open(&e, "luahost_test.raising", 0, 0) != 0) return;
+    size_t before = is_alloc_used();
+    CHECK_INT(eval_int(&e.h, "require('luahost_test.raising').log_bombs(10000)"), 10000);
+    lua_gc(e.h.L, LUA_GCCOLLECT, 0);
+    /* What is still allocated is the state's own, not a buffer per call. */
+    CHECK(is_alloc_used() < before + 64 * 1024);
+    env_close(&e);
+    if (env_open(&e, "luahost_test.raising", 0, 0) != 0) return;
+
+    /* A log line has caps: a value and the message are cut, fields past
+     * the line's cap are dropped; each says so. */
+    capture_t cap;
+    capture_begin(&cap);
+    CHECK_STR(eval(&e.h, "require('luahost_test.raising').log_huge()"), "true");
+    capture_end(&cap);
+    CHECK(long_line_has(cap.text, "big value", "...(100000 bytes, cut at the log value limit of 16384)"));
+    CHECK(long_line_has(cap.text, "mmmm...(50000 bytes, cut at the log value limit of 16384)", NULL));
+    CHECK(long_line_has(cap.text, "many fields", "past the log line limit of 65536 bytes\""));
+    size_t longest = 0;
+    for (const char *l = cap.text; l && *l;) {
+        const char *end = strchr(l, '\n');
+        size_t n = end ? (size_t)(end - l) : strlen(l);
+        if (n > longest) longest = n;
+        l = end ? end + 1 : NULL;
+    }
+    CHECK(longest > 16384);
+    CHECK(longest < 65536 + 16384 + 1024);
+    free(cap.text);
+    env_close(&e);
+
+    /* host.read_scripts: out of memory at every allocation in turn, until
+     * one run gets through; the state is closed after each few runs. */
+    char dir[] = "/tmp/is_luahost_raising_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    for (int i = 0; i < 40; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "p%02d.lua", i);
+        write_file(dir, name, "return 'a policy of a few bytes'\n");
+    }
+    int raised = 0, passed = 0;
+    for (long n = 1; n < 4000 && !passed; n += 1) {
+        if (env_open(&e, "luahost_test.scripts", 0, 0) != 0) break;
+        for (int k = 0; k < 8 && !passed; k++, n++) {
+            int st = call_failing_after(&e.h, "luahost_test.scripts", "names", dir, n);
+            if (st == LUA_OK) passed = 1;
+            else raised++;
+        }
+        env_close(&e);
+    }
+    CHECK(raised > 40);
+    CHECK_INT(passed, 1);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
 /* ---- host.kube ---- */
 
 static const char *const status_not_found =
@@ -554,6 +656,15 @@ static void route(const fake_req_t *req, int *status, char *body, size_t cap, vo
     } else if (strstr(req->uri, "/configmaps")) {
         snprintf(body, cap, "{\"metadata\":{\"resourceVersion\":\"8\",\"continue\":\"next\"},"
                             "\"items\":[{\"n\":1}]}");
+    } else if (strstr(req->uri, "/secrets") && strstr(req->uri, "watch=")) {
+        *status = 500;
+        snprintf(body, cap, "{\"kind\":\"Status\",\"code\":500,\"reason\":\"InternalError\",\"message\":\"no watch here\"}");
+    } else if (strstr(req->uri, "/secrets")) {
+        /* One object of 40 KB. */
+        int n = snprintf(body, cap, "{\"metadata\":{\"resourceVersion\":\"8\"},\"items\":[{\"metadata\":"
+                                    "{\"name\":\"big\",\"namespace\":\"ns\",\"resourceVersion\":\"8\"},\"data\":\"");
+        while (n < 40000 && (size_t)n + 8 < cap) body[n++] = 'd';
+        snprintf(body + n, cap - (size_t)n, "\"}]}");
     } else {
         snprintf(body, cap, "{\"kind\":\"Pod\",\"method\":\"%s\"}", req->method);
     }
@@ -671,6 +782,47 @@ static void start_fails(const char *module, const char *want1, const char *want2
 
 /* ---- graceful shutdown ---- */
 
+/* An informer event delivered with the state at its memory cap: pushing
+ * the object fails, which must be that handler's error in the log, not a
+ * Lua panic outside protected mode that aborts the process. */
+static void test_event_oom(void) {
+    env_t e;
+    fake_api_t api;
+    is_cluster_t up;
+    if (fake_api_start(&api, route, NULL) != 0) {
+        CHECK(!"fake API server did not start");
+        return;
+    }
+    if (env_open(&e, "luahost_test.event_oom", (size_t)4 << 20, 0) == 0) {
+        size_t before_cluster = is_alloc_used();
+        CHECK_INT(fake_cluster_init(&up, &e.loop, "api", api.port), IS_OK);
+        e.alloc_before += is_alloc_used() - before_cluster;
+        CHECK_INT(is_lua_add_cluster(&e.h, "api", &up), IS_OK);
+        char err[512] = "";
+        capture_t cap;
+        capture_begin(&cap);
+        CHECK_INT(is_lua_start(&e.h, err, sizeof err), IS_OK);
+        /* Until the list has arrived and its event failed (slow under
+         * valgrind); nothing else stops the loop. */
+        for (int i = 0; i < 100 && e.h.script_errors == 0; i++) run_loop(&e.loop, 100);
+        CHECK(e.h.script_errors >= 1);
+        capture_end(&cap);
+        /* Give the memory back, without allocating, and look. */
+        lua_State *L = e.h.L;
+        lua_getglobal(L, "R");
+        lua_pushnil(L);
+        lua_setfield(L, -2, "fill");
+        lua_pop(L, 1);
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        CHECK(log_has(cap.text, "informer event handler failed", "\"informer\":\"big\"", "not enough memory"));
+        CHECK_STR(eval(&e.h, "1 + 1"), "2");
+        free(cap.text);
+        env_close(&e);
+        is_cluster_close(&up);
+    }
+    fake_api_stop(&api);
+}
+
 static void test_shutdown(void) {
     env_t e;
     if (env_open(&e, "luahost_test.stopping", 0, 0) != 0) return;
@@ -723,7 +875,9 @@ int main(void) {
     RUN(test_memory_limit);
     RUN(test_sandbox);
     RUN(test_read_scripts);
+    RUN(test_raising_calls);
     RUN(test_kube);
+    RUN(test_event_oom);
     RUN(test_shutdown);
     RUN(test_start_failures);
     CHECK_INT(is_alloc_used(), start);

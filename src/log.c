@@ -73,10 +73,14 @@ static int format_time(is_buf_t *b, const struct timespec *ts, int quoted) {
     case IS_LOG_TIME_RFC3339NANO: {
         /* Go's .999999999: trailing zeros, and a bare dot, are dropped. */
         char frac[12] = "";
-        if (ts->tv_nsec) {
-            snprintf(frac, sizeof frac, ".%09ld", ts->tv_nsec);
-            size_t k = strlen(frac);
-            while (frac[k - 1] == '0') frac[--k] = '\0';
+        if (ts->tv_nsec > 0 && ts->tv_nsec < 1000000000L) {
+            long ns = ts->tv_nsec;
+            int digits = 9;
+            while (ns % 10 == 0) {
+                ns /= 10;
+                digits--;
+            }
+            snprintf(frac, sizeof frac, ".%0*ld", digits, ns);
         }
         return is_buf_printf(b, "%s%s%sZ%s", q, when, frac, q);
     }

@@ -66,6 +66,18 @@ describe("reconciler", function()
             assert.same({ requeue_after = 300 }, result)
         end)
 
+        it("writes Running before any Event", function()
+            w:reconcile(key)
+            local order = {}
+            for _, call in ipairs(w.api.calls) do
+                if call.cluster == "remote" and (call.req.resource == "events"
+                    or (call.req.resource == "internalrequests" and call.req.subresource == "status")) then
+                    order[#order + 1] = call.req.resource
+                end
+            end
+            assert.same({ "internalrequests", "events", "events" }, order)
+        end)
+
         it("does not create again on later reconciles", function()
             w:reconcile(key)
             w:reconcile(key)

@@ -410,8 +410,7 @@ function R:start(request)
         end
         raise("creating PipelineRun " .. ref, cerr)
     end
-    self.events:normal(request, "Accepted", self:accepted_message())
-    return self:started(request, created)
+    return self:started(request, created, "Accepted")
 end
 
 function R:accepted_message()
@@ -435,9 +434,12 @@ function R:adopt(request, pr)
     return self:started(request, pr, legacy and "Adopted" or nil)
 end
 
+-- Running is written first: the Events come after it, off the path that
+-- reports it (and, in the controller, in tasks of their own).
 function R:started(request, pr, event_reason)
     local ref = tekton.ref(pr)
     request = self:write_status(request, conditions.running(request, ref, self.now()))
+    if event_reason == "Accepted" then self.events:normal(request, "Accepted", self:accepted_message()) end
     if event_reason == "Adopted" then
         self.events:normal(request, "Adopted", "Following PipelineRun " .. ref .. ", started by the previous controller")
     else

@@ -100,7 +100,7 @@ function main.watch(host, r, namespace)
         namespace = namespace,
         on_event = function(kind, _, obj)
             if kind == "SYNCED" then return end
-            local key = r:pipelinerun_event(decode(obj))
+            local key = r:pipelinerun_event(decode(obj), kind)
             if key then enqueue(key) end
         end,
     })

@@ -70,6 +70,14 @@ function reconciler.new(deps)
         deadline_grace = deps.deadline_grace or 60,
         default_timeout = deps.default_timeout or 3600,
         resync = deps.resync or 300,
+        -- PipelineRuns this process deleted, "ns/name" -> uid, until their
+        -- DELETED event comes back (see pipelinerun_event).
+        deleted = {},
+        deleted_count = 0,
+        -- Requests as this process last wrote them, while the cache may
+        -- not have caught up (see current).
+        written = {},
+        written_count = 0,
     }, R)
 end
 
@@ -123,7 +131,7 @@ reconciler.parse_time = timestamps.parse
 -- Entry point ----------------------------------------------------------
 
 function R:reconcile(key)
-    local request = self.cache.get("requests", key)
+    local request = self:current(key)
     if not request then return nil end
     if present(request.metadata.deletionTimestamp) then return self:finalize(request) end
     if conditions.is_finished(request) then return self:clean_up(request) end
@@ -147,10 +155,38 @@ function R:request_changed(old, new)
     return present(nm.deletionTimestamp) and not present(om.deletionTimestamp)
 end
 
--- The request key ("ns/name") a PipelineRun belongs to, from its labels
--- or (the previous controller's runs) its owner annotation.
-function R:pipelinerun_event(pr)
+-- The request key ("ns/name") a PipelineRun event is for, from the run's
+-- labels or (the previous controller's runs) its owner annotation; nil
+-- when it needs no reconcile. The DELETED event of a run this process
+-- deleted itself says nothing new: its request was finished or being
+-- deleted, and its cleanup goes on (or is retried) without it. Reconciled
+-- anyway, it would find a cached request one write behind and spend a
+-- pass on reads and a refused patch.
+function R:pipelinerun_event(pr, kind)
+    if kind == "DELETED" and type(pr) == "table" and type(pr.metadata) == "table" then
+        local ref = tostring(pr.metadata.namespace) .. "/" .. tostring(pr.metadata.name)
+        local uid = self.deleted[ref]
+        if uid ~= nil then
+            self.deleted[ref] = nil
+            self.deleted_count = self.deleted_count - 1
+            if uid == pr.metadata.uid then return nil end
+        end
+    end
     return ownership.request_key(pr)
+end
+
+-- Remembers a run deleted by this process until its DELETED event; the
+-- memory is bounded (an event lost to a relist only costs a pass).
+reconciler.DELETED_MAX = 10000
+function R:remember_deleted(pr)
+    local ref = tekton.ref(pr)
+    if self.deleted[ref] == nil then
+        if self.deleted_count >= reconciler.DELETED_MAX then
+            self.deleted, self.deleted_count = {}, 0
+        end
+        self.deleted_count = self.deleted_count + 1
+    end
+    self.deleted[ref] = pr.metadata.uid
 end
 
 -- Reading state ----------------------------------------------------------
@@ -220,13 +256,54 @@ function R:owned_pipelinerun(request, cached_only)
     return pr, ref
 end
 
+-- The cache of requests trails this process's own writes: a reconcile
+-- redone at once (its PipelineRun's events come fast) would find the
+-- request as it was before its Running status or finalizer patch, and
+-- start over or send a patch the resourceVersion guard refuses. The object
+-- each write returned stands in for the cached one until the cache has a
+-- version at least as new (etcd's resourceVersions are increasing
+-- numbers; one that is not a number, or another uid, defers to the cache).
+reconciler.WRITTEN_MAX = 10000
+
+function R:current(key)
+    local cached = self.cache.get("requests", key)
+    local mine = self.written[key]
+    if mine and cached then
+        local c = tonumber(cached.metadata.resourceVersion)
+        local m = tonumber(mine.metadata.resourceVersion)
+        if c and m and c < m and cached.metadata.uid == mine.metadata.uid then return mine end
+    end
+    if mine then self:forget(key) end
+    return cached
+end
+
+function R:remember(request)
+    if type(request) ~= "table" or type(request.metadata) ~= "table" then return request end
+    local key = key_of(request)
+    if self.written[key] == nil then
+        if self.written_count >= reconciler.WRITTEN_MAX then
+            self.written, self.written_count = {}, 0
+        end
+        self.written_count = self.written_count + 1
+    end
+    self.written[key] = request
+    return request
+end
+
+function R:forget(key)
+    if self.written[key] ~= nil then
+        self.written[key] = nil
+        self.written_count = self.written_count - 1
+    end
+end
+
 -- Writing ----------------------------------------------------------------
 
 function R:write_status(request, status)
     local updated, err = self.kube:patch(self.remote, REQUEST, request.metadata.namespace,
         request.metadata.name, { status = status }, "merge", "status")
     if not updated then raise("writing the status of InternalRequest " .. key_of(request), err) end
-    return updated
+    return self:remember(updated)
 end
 
 -- JSON patches guarded by a "test" of the resourceVersion: the finalizer
@@ -242,7 +319,7 @@ function R:patch_finalizers(request, build, doing)
         local ops = { { op = "test", path = "/metadata/resourceVersion", value = meta.resourceVersion } }
         for _, op in ipairs(edits) do ops[#ops + 1] = op end
         local updated, err = self.kube:patch(self.remote, REQUEST, meta.namespace, meta.name, ops, "json")
-        if updated then return updated end
+        if updated then return self:remember(updated) end
         if err.reason == "NotFound" then return nil end
         if attempt == 2 or (err.code ~= 422 and err.code ~= 409) then
             raise(doing .. " InternalRequest " .. key_of(request), err)
@@ -290,6 +367,7 @@ function R:delete_pipelinerun(pr)
         precondition_uid = pr.metadata.uid,
     })
     if err and err.reason ~= "NotFound" then raise("deleting PipelineRun " .. ref, err) end
+    if not err then self:remember_deleted(pr) end
     self.log("info", "deleted PipelineRun", { pipelinerun = ref })
 end
 
@@ -332,6 +410,7 @@ function R:finalize(request)
     end
     if pr and not self:debug() then self:delete_pipelinerun(pr) end
     self:remove_finalizer(request)
+    self:forget(key_of(request))
     return nil
 end
 
@@ -347,6 +426,8 @@ function R:clean_up(request)
         if pr then self:delete_pipelinerun(pr) end
     end
     if holding then self:remove_finalizer(request) end
+    -- Nothing more is written to a finished request.
+    self:forget(key_of(request))
     return nil
 end
 

@@ -125,6 +125,24 @@ local function finalizer_index(obj)
     return own_finalizers(obj)[1]
 end
 
+-- The reconciler's own memories (self[name], counted in name_count) are
+-- bounded: past max entries one starts afresh, which costs at most a pass.
+local function bounded_set(self, name, max, key, value)
+    local count = name .. "_count"
+    if self[name][key] == nil then
+        if self[count] >= max then self[name], self[count] = {}, 0 end
+        self[count] = self[count] + 1
+    end
+    self[name][key] = value
+end
+
+local function bounded_del(self, name, key)
+    if self[name][key] ~= nil then
+        self[name][key] = nil
+        self[name .. "_count"] = self[name .. "_count"] - 1
+    end
+end
+
 -- Epoch seconds of an RFC 3339 timestamp, or nil.
 reconciler.parse_time = timestamps.parse
 
@@ -167,26 +185,18 @@ function R:pipelinerun_event(pr, kind)
         local ref = tostring(pr.metadata.namespace) .. "/" .. tostring(pr.metadata.name)
         local uid = self.deleted[ref]
         if uid ~= nil then
-            self.deleted[ref] = nil
-            self.deleted_count = self.deleted_count - 1
+            bounded_del(self, "deleted", ref)
             if uid == pr.metadata.uid then return nil end
         end
     end
     return ownership.request_key(pr)
 end
 
--- Remembers a run deleted by this process until its DELETED event; the
--- memory is bounded (an event lost to a relist only costs a pass).
+-- Remembers a run deleted by this process until its DELETED event (one
+-- lost to a relist only costs a pass).
 reconciler.DELETED_MAX = 10000
 function R:remember_deleted(pr)
-    local ref = tekton.ref(pr)
-    if self.deleted[ref] == nil then
-        if self.deleted_count >= reconciler.DELETED_MAX then
-            self.deleted, self.deleted_count = {}, 0
-        end
-        self.deleted_count = self.deleted_count + 1
-    end
-    self.deleted[ref] = pr.metadata.uid
+    bounded_set(self, "deleted", reconciler.DELETED_MAX, tekton.ref(pr), pr.metadata.uid)
 end
 
 -- Reading state ----------------------------------------------------------
@@ -279,22 +289,12 @@ end
 
 function R:remember(request)
     if type(request) ~= "table" or type(request.metadata) ~= "table" then return request end
-    local key = key_of(request)
-    if self.written[key] == nil then
-        if self.written_count >= reconciler.WRITTEN_MAX then
-            self.written, self.written_count = {}, 0
-        end
-        self.written_count = self.written_count + 1
-    end
-    self.written[key] = request
+    bounded_set(self, "written", reconciler.WRITTEN_MAX, key_of(request), request)
     return request
 end
 
 function R:forget(key)
-    if self.written[key] ~= nil then
-        self.written[key] = nil
-        self.written_count = self.written_count - 1
-    end
+    bounded_del(self, "written", key)
 end
 
 -- Writing ----------------------------------------------------------------

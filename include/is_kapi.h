@@ -40,6 +40,8 @@ typedef struct is_kapi_opts_s {
     const char *propagation_policy;  /* "Background", "Foreground", "Orphan" */
     const char *precondition_uid;
     const char *precondition_rv;
+    /* list: items are kept without metadata.managedFields (see informer.c) */
+    int drop_managed_fields;
 } is_kapi_opts_t;
 
 /* Appends the path and query for r and o to out. */

@@ -27,16 +27,22 @@ static void obj_free(void *p) {
     is_free(o);
 }
 
-static int obj_new(const char *json, size_t len, const char *rv, is_informer_obj_t **out) {
+/* A copy of json without the bytes [cut_a, cut_b) (none when equal). */
+static int obj_new(const char *json, size_t len, size_t cut_a, size_t cut_b, const char *rv,
+                   is_informer_obj_t **out) {
     is_informer_obj_t *o = is_calloc(1, sizeof *o);
     if (!o) return IS_ENOMEM;
-    o->json = is_strndup(json, len);
+    size_t cut = cut_b - cut_a;
+    o->json = is_malloc(len - cut + 1);
     o->rv = is_strdup(rv ? rv : "");
     if (!o->json || !o->rv) {
         obj_free(o);
         return IS_ENOMEM;
     }
-    o->len = len;
+    memcpy(o->json, json, cut_a);
+    memcpy(o->json + cut_a, json + cut_b, len - cut_b);
+    o->json[len - cut] = '\0';
+    o->len = len - cut;
     *out = o;
     return IS_OK;
 }
@@ -148,11 +154,28 @@ static int set_rv(is_informer_t *inf, const char *rv) {
     return IS_OK;
 }
 
-/* Stores an object and tells the handlers. Takes ownership of nothing. */
-static int apply_upsert(is_informer_t *inf, const char *key, const char *json, size_t len,
+/* The cache keeps no metadata.managedFields: nothing in the controller
+ * reads it, and the API server's entries (one per field manager, each
+ * listing every field it set) are often a third of an object. As
+ * controller-runtime's cache transforms do, it is cut before the copy. */
+static void managed_fields_span(const is_json_t *doc, int obj, size_t *a, size_t *b) {
+    size_t s, e, base = doc->toks[obj].start;
+    *a = *b = 0;
+    if (is_json_member_span(doc, obj, "metadata.managedFields", &s, &e) == IS_OK) {
+        *a = s - base;
+        *b = e - base;
+    }
+}
+
+/* Stores the object at token t_obj of doc and tells the handlers. Takes
+ * ownership of nothing. */
+static int apply_upsert(is_informer_t *inf, const char *key, const is_json_t *doc, int t_obj,
                         const char *rv) {
+    size_t len, cut_a, cut_b;
+    const char *json = is_json_raw(doc, t_obj, &len);
+    managed_fields_span(doc, t_obj, &cut_a, &cut_b);
     is_informer_obj_t *o, *old = NULL;
-    int rc = obj_new(json, len, rv, &o);
+    int rc = obj_new(json, len, cut_a, cut_b, rv, &o);
     if (rc != IS_OK) return rc;
     if ((rc = is_map_set(&inf->cache__, key, o, (void **)&old)) != IS_OK) {
         obj_free(o);
@@ -235,7 +258,7 @@ static int on_event_line(const char *line, size_t len, void *ud) {
         goto out;
     }
     if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0) {
-        rc = apply_upsert(inf, key, obj, olen, rv);
+        rc = apply_upsert(inf, key, &doc, t_obj, rv);
     } else if (strcmp(type, "DELETED") == 0) {
         apply_delete(inf, key, obj, olen);
     }
@@ -339,12 +362,10 @@ static int replace_items(is_informer_t *inf, const char *body, size_t len) {
      * is not listed was deleted while we were not watching. */
     int t = items + 1;
     for (int i = 0; i < doc.toks[items].size; i++, t = doc.toks[t].next) {
-        size_t olen;
-        const char *obj = is_json_raw(&doc, t, &olen);
         char *key, *rv;
         if ((rc = object_identity(&doc, t, &key, &rv)) != IS_OK) goto out;
         rc = is_map_set(&listed, key, NULL, NULL);
-        if (rc == IS_OK) rc = apply_upsert(inf, key, obj, olen, rv);
+        if (rc == IS_OK) rc = apply_upsert(inf, key, &doc, t, rv);
         is_free(key);
         is_free(rv);
         if (rc != IS_OK) goto out;
@@ -397,6 +418,7 @@ static void start_list(is_informer_t *inf) {
     is_kapi_opts_t o = {
         .namespace = inf->namespace__, .label_selector = inf->label_selector__,
         .field_selector = inf->field_selector__, .limit = inf->page_size__,
+        .drop_managed_fields = 1,
     };
     inf->state__ = ST_LISTING;
     int rc = is_kapi_list(inf->cluster__, &r, &o, on_list_done, inf, &inf->list__);

@@ -141,7 +141,7 @@ static void route(const fake_req_t *req, int *status, char *body, size_t cap, vo
     if (strstr(req->uri, "/configmaps")) {
         if (strstr(req->uri, "continue=c1%3D%3D"))
             snprintf(body, cap, "{\"kind\":\"ConfigMapList\",\"metadata\":{\"resourceVersion\":\"77\","
-                                "\"continue\":\"c2\"},\"items\":[{\"metadata\":{\"name\":\"c\"}},"
+                                "\"continue\":\"c2\"},\"items\":[{\"metadata\":{\"name\":\"c\",\"managedFields\":[{}]}},"
                                 "{\"metadata\":{\"name\":\"d\"}}]}");
         else if (strstr(req->uri, "continue=c2"))
             snprintf(body, cap, "{\"kind\":\"ConfigMapList\",\"metadata\":{\"resourceVersion\":\"78\","
@@ -244,11 +244,11 @@ static void test_list_pagination(env_t *e) {
     CHECK_INT(out.calls, 1);
     CHECK_INT(out.code, 200);
     CHECK(!out.had_status);
-    CHECK_STR(out.body, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"metadata\":{\"resourceVersion\":\"78\"},"
+    CHECK_STR(out.body, "{\"apiVersion\":\"v1\",\"kind\":\"List\","
                         "\"items\":[{\"metadata\":{\"name\":\"a\"}},"
                         "{\"metadata\":{\"name\":\"b\",\"labels\":{\"x\":\"[1,2]\"}}},"
-                        "{\"metadata\":{\"name\":\"c\"}},{\"metadata\":{\"name\":\"d\"}},"
-                        "{\"metadata\":{\"name\":\"e\"}}]}");
+                        "{\"metadata\":{\"name\":\"c\",\"managedFields\":[{}]}},{\"metadata\":{\"name\":\"d\"}},"
+                        "{\"metadata\":{\"name\":\"e\"}}],\"metadata\":{\"resourceVersion\":\"78\"}}");
     CHECK_INT(fake_api_count(&e->api), 3);
     /* The first page pins the snapshot with resourceVersion; the others
      * carry only the continue token. A list never watches nor names. */
@@ -279,6 +279,16 @@ static void test_list_pagination(env_t *e) {
     CHECK_STR(fake_api_req(&e->api, 2).uri, "/api/v1/namespaces/ns/configmaps?limit=2&continue=c2");
     outcome_free(&out);
 
+    /* drop_managed_fields: the items come without metadata.managedFields. */
+    fake_api_reset(&e->api);
+    o = (is_kapi_opts_t){ .namespace = "ns", .limit = 2, .drop_managed_fields = 1 };
+    CHECK_INT(is_kapi_list(&e->cluster, &configmaps, &o, on_done, &out, NULL), IS_OK);
+    run_until(&e->loop, &out.calls, 1);
+    CHECK_INT(out.code, 200);
+    CHECK(out.body && strstr(out.body, "{\"metadata\":{\"name\":\"c\"}},{\"metadata\":{\"name\":\"d\"}}") != NULL);
+    CHECK(out.body && strstr(out.body, "managedFields") == NULL);
+    outcome_free(&out);
+
     /* Without a limit, pages of 500; an empty list is still a List. */
     fake_api_reset(&e->api);
     CHECK_INT(is_kapi_list(&e->cluster, &(is_kres_t){ NULL, "v1", "services", 1 }, NULL, on_done,
@@ -286,8 +296,8 @@ static void test_list_pagination(env_t *e) {
     run_until(&e->loop, &out.calls, 1);
     CHECK_INT(out.calls, 1);
     CHECK_INT(out.code, 200);
-    CHECK_STR(out.body, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"metadata\":{\"resourceVersion\":\"9\"},"
-                        "\"items\":[]}");
+    CHECK_STR(out.body, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[],"
+                        "\"metadata\":{\"resourceVersion\":\"9\"}}");
     CHECK_STR(fake_api_req(&e->api, 0).uri, "/api/v1/services?limit=500");
     outcome_free(&out);
 }

@@ -294,7 +294,12 @@ func scrape(ctx context.Context, t *testing.T, cfg *rest.Config) counters {
 		if labels["subresource"] != "" {
 			res += "/" + labels["subresource"]
 		}
-		out[labels["verb"]+" "+res] += v
+		key := labels["verb"] + " " + res
+		// Refused calls (a stale patch's 422, a 404) are told apart.
+		if c, _ := strconv.Atoi(labels["code"]); c >= 400 {
+			key += " " + labels["code"]
+		}
+		out[key] += v
 	}
 	return out
 }
@@ -996,6 +1001,9 @@ func TestE2E(t *testing.T) {
 
 	var phases []phase
 	flavors := []string{"raw floor", "same-writes floor", "controller"}
+	if v := os.Getenv("BENCH_FLAVORS"); v != "" {
+		flavors = strings.Split(v, ",")
+	}
 	for _, flavor := range flavors {
 		fctx, fcancel := context.WithCancel(ctx)
 		switch flavor {

@@ -71,6 +71,7 @@ int is_informer_init(is_informer_t *inf, const is_informer_opts_t *o,
     inf->backoff_base_ms__ = o->backoff_base_ms ? o->backoff_base_ms : 800;
     inf->backoff_max_ms__ = o->backoff_max_ms ? o->backoff_max_ms : 30000;
     is_map_init(&inf->cache__);
+    is_map_init(&inf->listed__);
     is_framer_init(&inf->framer__, 0);
     is_timer_init(o->cluster->loop, &inf->retry__, on_retry, inf);
     is_timer_init(o->cluster->loop, &inf->resync__, on_resync, inf);
@@ -347,34 +348,34 @@ static void start_watch(is_informer_t *inf) {
 
 /* --- list -------------------------------------------------------------- */
 
-static int replace_items(is_informer_t *inf, const char *body, size_t len) {
-    is_json_t doc;
-    is_map_t listed; /* keys in this list */
-    is_map_init(&listed);
-    int rc = is_json_parse(&doc, body, len, NULL);
-    if (rc != IS_OK) goto out;
-    int items = is_json_get(&doc, 0, "items");
-    int t_rv = is_json_path(&doc, 0, "metadata.resourceVersion");
-    rc = IS_EPARSE;
-    if (items < 0 || doc.toks[items].type != IS_JSON_ARRAY) goto out;
-
-    /* Every listed object is an add or an update; every cached object that
-     * is not listed was deleted while we were not watching. */
+/* One page of a list: every item is an add or an update. */
+static int on_list_page(const is_json_t *doc, int items, void *ud) {
+    is_informer_t *inf = ud;
+    int rc = IS_OK;
     int t = items + 1;
-    for (int i = 0; i < doc.toks[items].size; i++, t = doc.toks[t].next) {
+    for (int i = 0; i < doc->toks[items].size; i++, t = doc->toks[t].next) {
         char *key, *rv;
-        if ((rc = object_identity(&doc, t, &key, &rv)) != IS_OK) goto out;
-        rc = is_map_set(&listed, key, NULL, NULL);
-        if (rc == IS_OK) rc = apply_upsert(inf, key, &doc, t, rv);
+        if ((rc = object_identity(doc, t, &key, &rv)) != IS_OK) return rc;
+        rc = is_map_set(&inf->listed__, key, NULL, NULL);
+        if (rc == IS_OK) rc = apply_upsert(inf, key, doc, t, rv);
         is_free(key);
         is_free(rv);
-        if (rc != IS_OK) goto out;
+        if (rc != IS_OK) return rc;
     }
+    return IS_OK;
+}
+
+/* The list is complete (body: its resourceVersion, no items): every cached
+ * object that was not listed was deleted while we were not watching. */
+static int finish_list(is_informer_t *inf, const char *body, size_t len) {
+    is_json_t doc;
+    int rc = is_json_parse(&doc, body, len, NULL);
+    if (rc != IS_OK) goto out;
     size_t iter = 0;
     const char *key;
     void *value;
     while (is_map_next(&inf->cache__, &iter, &key, &value)) {
-        if (is_map_has(&listed, key)) continue;
+        if (is_map_has(&inf->listed__, key)) continue;
         /* is_map_del of the current key is allowed during iteration, but
          * the handler may look at the cache, so copy the key first. */
         char *k = is_strdup(key);
@@ -382,12 +383,12 @@ static int replace_items(is_informer_t *inf, const char *body, size_t len) {
         apply_delete(inf, k, NULL, 0);
         is_free(k);
     }
+    int t_rv = is_json_path(&doc, 0, "metadata.resourceVersion");
     char *rv = NULL;
     if (t_rv >= 0 && (rc = is_json_strdup(&doc, t_rv, &rv)) != IS_OK) goto out;
     rc = set_rv(inf, rv);
     is_free(rv);
 out:
-    is_map_free(&listed, NULL);
     is_json_free(&doc);
     return rc;
 }
@@ -397,11 +398,15 @@ static void on_list_done(is_http_req_t *req, const is_http_result_t *res, void *
     is_informer_t *inf = ud;
     inf->list__ = NULL;
     if (res->code != 200) {
+        is_map_free(&inf->listed__, NULL);
+        is_map_init(&inf->listed__);
         retry_later(inf, "list", res->code, res->status ? res->status->reason : "TransportError",
                     res->error ? res->error : "list failed");
         return;
     }
-    int rc = replace_items(inf, res->body, res->body_len);
+    int rc = finish_list(inf, res->body, res->body_len);
+    is_map_free(&inf->listed__, NULL);
+    is_map_init(&inf->listed__);
     if (rc != IS_OK) {
         retry_later(inf, "list", 0, "InternalError",
                     rc == IS_ENOMEM ? "out of memory storing a list" : "the list is not valid JSON");
@@ -421,7 +426,10 @@ static void start_list(is_informer_t *inf) {
         .drop_managed_fields = 1,
     };
     inf->state__ = ST_LISTING;
-    int rc = is_kapi_list(inf->cluster__, &r, &o, on_list_done, inf, &inf->list__);
+    /* Page by page: a list of 10,000 objects is never held whole. */
+    is_map_free(&inf->listed__, NULL);
+    is_map_init(&inf->listed__);
+    int rc = is_kapi_list_pages(inf->cluster__, &r, &o, on_list_page, on_list_done, inf, &inf->list__);
     if (rc != IS_OK) retry_later(inf, "list", 0, "InternalError", is_strerror(rc));
 }
 
@@ -469,6 +477,7 @@ void is_informer_stop(is_informer_t *inf) {
 void is_informer_close(is_informer_t *inf) {
     if (inf->cluster__) is_informer_stop(inf);
     is_map_free(&inf->cache__, obj_free);
+    is_map_free(&inf->listed__, NULL);
     is_framer_free(&inf->framer__);
     is_free(inf->name__);
     is_free(inf->group__);

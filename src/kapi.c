@@ -162,6 +162,7 @@ struct is_kapi_list_s {
     char *owned[7];       /* copies of the caller's strings */
     is_buf_t items;       /* the List so far: its head, then raw items comma separated */
     size_t count;
+    is_kapi_page_cb page; /* NULL: items are collected */
     is_http_done_cb done;
     void *ud;
 };
@@ -192,7 +193,9 @@ static int collect_page(list_ctx_t *l, const char *body, size_t len) {
     rc = IS_EPARSE;
     if (doc.ntoks == 0 || doc.toks[0].type != IS_JSON_OBJECT) goto out;
     int items = is_json_get(&doc, 0, "items");
-    if (items >= 0 && doc.toks[items].type == IS_JSON_ARRAY) {
+    if (l->page && items >= 0 && doc.toks[items].type == IS_JSON_ARRAY) {
+        if ((rc = l->page(&doc, items, l->ud)) != IS_OK) goto out;
+    } else if (items >= 0 && doc.toks[items].type == IS_JSON_ARRAY) {
         int t = items + 1;
         for (int i = 0; i < doc.toks[items].size; i++) {
             size_t n;
@@ -238,7 +241,8 @@ static void on_list_page(is_http_req_t *req, const is_http_result_t *res, void *
     int rc = collect_page(l, res->body, res->body_len);
     if (rc != IS_OK) {
         list_fail(l, 0, rc == IS_ENOMEM ? "out of memory collecting a list"
-                                        : "the API server sent a list that is not valid JSON");
+                        : rc == IS_EPARSE ? "the API server sent a list that is not valid JSON"
+                                          : is_strerror(rc));
         list_ctx_free(l);
         return;
     }
@@ -282,8 +286,14 @@ void is_kapi_list_cancel(is_kapi_list_t *l) {
 
 int is_kapi_list(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
                  is_http_done_cb done, void *ud, is_kapi_list_t **out) {
+    return is_kapi_list_pages(c, r, o, NULL, done, ud, out);
+}
+
+int is_kapi_list_pages(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
+                       is_kapi_page_cb page, is_http_done_cb done, void *ud, is_kapi_list_t **out) {
     list_ctx_t *l = is_calloc(1, sizeof *l);
     if (!l) return IS_ENOMEM;
+    l->page = page;
     l->cluster = c;
     l->res = *r;
     if (o) l->opts = *o;

@@ -10,6 +10,7 @@
 #include "is_alloc.h"
 #include "is_buf.h"
 #include "is_err.h"
+#include "is_json.h"
 #include "is_kapi.h"
 #include "is_loop.h"
 #include "testing.h"
@@ -302,6 +303,65 @@ static void test_list_pagination(env_t *e) {
     outcome_free(&out);
 }
 
+/* Names of each page's items, "|" between pages; a set error stops. */
+typedef struct {
+    char seen[256];
+    int fail_on_page;
+    int pages;
+} pages_t;
+
+static int on_page(const is_json_t *doc, int items, void *ud) {
+    pages_t *p = ud;
+    if (++p->pages == p->fail_on_page) return IS_ELIMIT;
+    if (p->pages > 1) strncat(p->seen, "|", sizeof p->seen - strlen(p->seen) - 1);
+    int t = items + 1;
+    for (int i = 0; i < doc->toks[items].size; i++, t = doc->toks[t].next) {
+        char *name = NULL;
+        if (is_json_strdup(doc, is_json_path(doc, t, "metadata.name"), &name) == IS_OK)
+            strncat(p->seen, name, sizeof p->seen - strlen(p->seen) - 1);
+        is_free(name);
+    }
+    return IS_OK;
+}
+
+typedef struct {
+    outcome_t out;
+    pages_t pages;
+} paged_t;
+
+static void paged_done(is_http_req_t *req, const is_http_result_t *res, void *ud) {
+    on_done(req, res, &((paged_t *)ud)->out);
+}
+
+static int paged_page(const is_json_t *doc, int items, void *ud) {
+    return on_page(doc, items, &((paged_t *)ud)->pages);
+}
+
+static void test_list_pages(env_t *e) {
+    /* Each page goes to the callback as it comes; done's List is empty. */
+    fake_api_reset(&e->api);
+    paged_t p = {0};
+    is_kapi_opts_t o = { .namespace = "ns", .limit = 2 };
+    CHECK_INT(is_kapi_list_pages(&e->cluster, &configmaps, &o, paged_page, paged_done, &p, NULL), IS_OK);
+    run_until(&e->loop, &p.out.calls, 1);
+    CHECK_INT(p.out.code, 200);
+    CHECK_STR(p.pages.seen, "ab|cd|e");
+    CHECK_STR(p.out.body, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[],"
+                          "\"metadata\":{\"resourceVersion\":\"78\"}}");
+    outcome_free(&p.out);
+
+    /* A page the callback refuses ends the list with its error. */
+    fake_api_reset(&e->api);
+    p = (paged_t){ .pages = { .fail_on_page = 2 } };
+    CHECK_INT(is_kapi_list_pages(&e->cluster, &configmaps, &o, paged_page, paged_done, &p, NULL), IS_OK);
+    run_until(&e->loop, &p.out.calls, 1);
+    CHECK_INT(p.out.calls, 1);
+    CHECK_INT(p.out.code, 0);
+    CHECK_STR(p.pages.seen, "ab");
+    CHECK_INT(fake_api_count(&e->api), 2);
+    outcome_free(&p.out);
+}
+
 static void test_list_errors(env_t *e) {
     /* 410 on page 2: one done call with the Status of the failed page. */
     fake_api_reset(&e->api);
@@ -520,6 +580,7 @@ static void test_server(void) {
         return;
     }
     RUN_WITH(test_list_pagination, &e);
+    RUN_WITH(test_list_pages, &e);
     RUN_WITH(test_list_errors, &e);
     RUN_WITH(test_list_transport_error, &e.loop);
     RUN_WITH(test_get, &e);

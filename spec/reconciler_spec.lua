@@ -422,6 +422,14 @@ describe("reconciler", function()
             assert.equal(1, creates)
             -- The finalizer added and removed, no patch refused.
             assert.equal(2, patches)
+            -- Redone on a cache that has not seen it released: nothing to do.
+            calls = #w.api.calls
+            assert.is_nil(w:reconcile(key))
+            assert.equal(calls, #w.api.calls)
+            -- Only the version is kept, until the cache has caught up.
+            assert.is_true(w.r.written[key].released)
+            w.cache.lag.requests = nil
+            assert.is_nil(w:reconcile(key))
             assert.equal(0, w.r.written_count)
         end)
 

@@ -281,10 +281,25 @@ function R:current(key)
     if mine and cached then
         local c = tonumber(cached.metadata.resourceVersion)
         local m = tonumber(mine.metadata.resourceVersion)
-        if c and m and c < m and cached.metadata.uid == mine.metadata.uid then return mine end
+        if c and m and c < m and cached.metadata.uid == mine.metadata.uid then
+            -- Released: finished (or deleted) and its finalizer removed.
+            if mine.released then return nil end
+            return mine
+        end
     end
     if mine then self:forget(key) end
     return cached
+end
+
+-- Once a request is released, only its version and uid are kept: a
+-- reconcile on a cache that has not seen the release has nothing to do.
+function R:released(request)
+    if type(request) ~= "table" or type(request.metadata) ~= "table" then return end
+    local meta = request.metadata
+    bounded_set(self, "written", reconciler.WRITTEN_MAX, key_of(request), {
+        released = true,
+        metadata = { resourceVersion = meta.resourceVersion, uid = meta.uid },
+    })
 end
 
 function R:remember(request)
@@ -409,8 +424,7 @@ function R:finalize(request)
             { pipelinerun = ref, grace = duration.format(self.deadline_grace) })
     end
     if pr and not self:debug() then self:delete_pipelinerun(pr) end
-    self:remove_finalizer(request)
-    self:forget(key_of(request))
+    self:released(self:remove_finalizer(request))
     return nil
 end
 
@@ -425,9 +439,7 @@ function R:clean_up(request)
         local pr = self:owned_pipelinerun(request, not holding)
         if pr then self:delete_pipelinerun(pr) end
     end
-    if holding then self:remove_finalizer(request) end
-    -- Nothing more is written to a finished request.
-    self:forget(key_of(request))
+    if holding then self:released(self:remove_finalizer(request)) end
     return nil
 end
 

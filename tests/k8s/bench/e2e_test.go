@@ -796,10 +796,16 @@ func (b *bench) startController() time.Time {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(b.buildDir, "internal-services"),
+	argv := []string{filepath.Join(b.buildDir, "internal-services"),
 		"--kubeconfig", b.intKC, "--remote-cluster-config-file", b.remoteKC,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--policy-dir", b.policyDir, "--lua-dir", b.luaDir)
+		"--policy-dir", b.policyDir, "--lua-dir", b.luaDir}
+	// BENCH_WRAP runs the controller under a profiler, e.g.
+	// "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out".
+	if wrap := strings.Fields(os.Getenv("BENCH_WRAP")); len(wrap) > 0 {
+		argv = append(wrap, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "SERVICE_NAMESPACE="+controllerNS)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

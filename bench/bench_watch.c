@@ -201,13 +201,23 @@ static int identify(const is_json_t *doc, int obj, char *key, size_t keycap, cha
     return rc;
 }
 
-static int upsert(sink_t *s, const char *key, const char *obj, size_t len, const char *rv) {
+/* As the informer does: the copy leaves metadata.managedFields out. */
+static int upsert(sink_t *s, const char *key, const is_json_t *doc, int t_obj, const char *rv) {
+    size_t len, a = 0, b = 0, ms, me;
+    const char *obj = is_json_raw(doc, t_obj, &len);
+    if (is_json_member_span(doc, t_obj, "metadata.managedFields", &ms, &me) == IS_OK) {
+        a = ms - doc->toks[t_obj].start;
+        b = me - doc->toks[t_obj].start;
+    }
     cached_t *c = is_calloc(1, sizeof *c), *old = NULL;
-    if (!c || !(c->json = is_strndup(obj, len)) || !(c->rv = is_strdup(rv ? rv : ""))) {
+    if (!c || !(c->json = is_malloc(len - (b - a) + 1)) || !(c->rv = is_strdup(rv ? rv : ""))) {
         cached_free(c);
         return IS_ENOMEM;
     }
-    c->len = len;
+    memcpy(c->json, obj, a);
+    memcpy(c->json + a, obj + b, len - b);
+    c->len = len - (b - a);
+    c->json[c->len] = '\0';
     int rc = is_map_set(&s->cache, key, c, (void **)&old);
     if (rc != IS_OK) {
         cached_free(c);
@@ -231,8 +241,6 @@ static int on_line(const char *line, size_t len, void *data) {
         rc = rc == IS_OK ? IS_EPARSE : rc;
         goto out;
     }
-    size_t olen;
-    const char *obj = is_json_raw(&doc, t_obj, &olen);
     s->events++;
     if (strcmp(type, "BOOKMARK") == 0) {
         int t_rv = is_json_path(&doc, t_obj, "metadata.resourceVersion");
@@ -244,7 +252,7 @@ static int on_line(const char *line, size_t len, void *data) {
         goto out;
     }
     if ((rc = identify(&doc, t_obj, key, sizeof key, &rv)) != IS_OK) goto out;
-    rc = upsert(s, key, obj, olen, rv);
+    rc = upsert(s, key, &doc, t_obj, rv);
     if (rc == IS_OK) {
         char *copy = is_strdup(rv);
         rc = copy ? remember_rv(s, copy) : IS_ENOMEM;

@@ -73,6 +73,7 @@ struct is_informer_s {
     int failures__;
     is_http_req_t *req__;        /* the watch in flight */
     struct is_kapi_list_s *list__; /* the list in flight */
+    is_map_t listed__;           /* keys the list in flight has had so far */
     int abort__;                 /* why the stream was aborted from its callback */
     long abort_code__;
     char *abort_reason__, *abort_message__;

@@ -55,4 +55,10 @@ int is_json_int(const is_json_t *doc, int tok, long long *out);
 /* Raw bytes of any value, strings including their quotes. */
 const char *is_json_raw(const is_json_t *doc, int tok, size_t *len);
 
+/* The bytes [*start, *end) of doc->text to cut to drop the member at the
+ * dotted path from obj ("metadata.managedFields"), key and separating comma
+ * included, so that the rest is still valid JSON. IS_ENOTFOUND when there
+ * is no such member. */
+int is_json_member_span(const is_json_t *doc, int obj, const char *path, size_t *start, size_t *end);
+
 #endif

@@ -40,6 +40,8 @@ typedef struct is_kapi_opts_s {
     const char *propagation_policy;  /* "Background", "Foreground", "Orphan" */
     const char *precondition_uid;
     const char *precondition_rv;
+    /* list: items are kept without metadata.managedFields (see informer.c) */
+    int drop_managed_fields;
 } is_kapi_opts_t;
 
 /* Appends the path and query for r and o to out. */
@@ -54,6 +56,16 @@ typedef struct is_kapi_list_s is_kapi_list_t;
  * done may receive a NULL request. *out (may be NULL) allows cancelling. */
 int is_kapi_list(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
                  is_http_done_cb done, void *ud, is_kapi_list_t **out);
+
+/* Gets each page's items, the array at token items of the parsed page;
+ * anything but IS_OK ends the list with that error. */
+struct is_json_s;
+typedef int (*is_kapi_page_cb)(const struct is_json_s *doc, int items, void *ud);
+/* As is_kapi_list, but each page's items go to page as it comes and are not
+ * kept: done's List has no items. A list of 10,000 objects is then never
+ * held whole. */
+int is_kapi_list_pages(is_cluster_t *c, const is_kres_t *r, const is_kapi_opts_t *o,
+                       is_kapi_page_cb page, is_http_done_cb done, void *ud, is_kapi_list_t **out);
 /* Stops a list in progress; its done callback is not called. */
 void is_kapi_list_cancel(is_kapi_list_t *l);
 /* *out (may be NULL) receives the request so that it can be cancelled. */

@@ -63,6 +63,51 @@ describe("events", function()
         assert.equal(253, #api:objects("remote", EVENT)[1].metadata.name)
     end)
 
+    it("counts a repeat within the window on the Event already recorded", function()
+        assert.is_true(emitter:warning(request, "Failed", "boom"))
+        clock = clock + 30
+        assert.is_true(emitter:warning(request, "Failed", "boom"))
+        local list = api:objects("remote", EVENT)
+        assert.equal(1, #list)
+        assert.equal(2, list[1].count)
+        assert.equal("2026-11-23T10:00:30Z", list[1].lastTimestamp)
+        assert.equal("2026-11-23T10:00:00Z", list[1].firstTimestamp)
+        -- Another message is another event; past the window, a new one.
+        assert.is_true(emitter:warning(request, "Failed", "other"))
+        clock = clock + events.AGGREGATE_WINDOW
+        assert.is_true(emitter:warning(request, "Failed", "boom"))
+        assert.equal(3, #api:objects("remote", EVENT))
+    end)
+
+    it("creates the Event again when the one it counted on is gone", function()
+        emitter:normal(request, "Started", "x")
+        local name = api:objects("remote", EVENT)[1].metadata.name
+        api:remove("remote", EVENT, "tenant-a", name)
+        assert.is_true(emitter:normal(request, "Started", "x"))
+        local list = api:objects("remote", EVENT)
+        assert.equal(1, #list)
+        assert.equal(1, list[1].count)
+    end)
+
+    it("bounds the events it remembers", function()
+        local saved = events.AGGREGATE_MAX
+        events.AGGREGATE_MAX = 3
+        for i = 1, 10 do emitter:normal(request, "R", "m" .. i) end
+        events.AGGREGATE_MAX = saved
+        assert.is_true(emitter.recent_count <= 3)
+    end)
+
+    it("with spawn, writes the event in a task of its own", function()
+        local tasks = {}
+        local async = events.new({ kube = kube.new(api.raw), now = function() return clock end,
+            spawn = function(fn) tasks[#tasks + 1] = fn end })
+        assert.is_true(async:normal(request, "Started", "later"))
+        assert.equal(0, #api:objects("remote", EVENT))
+        assert.equal(1, #tasks)
+        assert.is_true(tasks[1]())
+        assert.equal(1, #api:objects("remote", EVENT))
+    end)
+
     it("logs and returns false when the event cannot be recorded", function()
         api:inject({ verb = "create", resource = "events", respond = { code = 403, reason = "Forbidden" } })
         assert.is_false(emitter:warning(request, "Rejected", "denied"))

@@ -66,6 +66,18 @@ describe("reconciler", function()
             assert.same({ requeue_after = 300 }, result)
         end)
 
+        it("writes Running before any Event", function()
+            w:reconcile(key)
+            local order = {}
+            for _, call in ipairs(w.api.calls) do
+                if call.cluster == "remote" and (call.req.resource == "events"
+                    or (call.req.resource == "internalrequests" and call.req.subresource == "status")) then
+                    order[#order + 1] = call.req.resource
+                end
+            end
+            assert.same({ "internalrequests", "events", "events" }, order)
+        end)
+
         it("does not create again on later reconciles", function()
             w:reconcile(key)
             w:reconcile(key)
@@ -386,6 +398,62 @@ describe("reconciler", function()
             assert.equal(0, #w:pipelineruns())
         end)
 
+        it("reads its own writes while the cache trails them", function()
+            local key = w:add_request("requests/basic.json")
+            local before = w:request(key)
+            w:reconcile(key)
+            -- Redone at once, the cache still has the request as it was.
+            w.cache.lag.requests = { [key] = before }
+            local calls = #w.api.calls
+            assert.same({ requeue_after = 300 }, w:reconcile(key))
+            assert.equal(calls, #w.api.calls)
+            local ref = ref_of(w, key)
+            w:finish_pipelinerun(ref, "True", "Succeeded", "done")
+            w:reconcile(key)
+            assert.equal("Succeeded", condition(w:request(key)).reason)
+            assert.is_false(has_finalizer(w:request(key)))
+            local creates, patches = 0, 0
+            for _, call in ipairs(w.api.calls) do
+                if call.verb == "create" and call.req.resource == "pipelineruns" then creates = creates + 1 end
+                if call.verb == "patch" and call.req.resource == "internalrequests" and not call.req.subresource then
+                    patches = patches + 1
+                end
+            end
+            assert.equal(1, creates)
+            -- The finalizer added and removed, no patch refused.
+            assert.equal(2, patches)
+            -- Redone on a cache that has not seen it released: nothing to do.
+            calls = #w.api.calls
+            assert.is_nil(w:reconcile(key))
+            assert.equal(calls, #w.api.calls)
+            -- Only the version is kept, until the cache has caught up.
+            assert.is_true(w.r.written[key].released)
+            w.cache.lag.requests = nil
+            assert.is_nil(w:reconcile(key))
+            assert.equal(0, w.r.written_count)
+        end)
+
+        it("takes the cached request once it is as new as its own write, or newer", function()
+            local key = w:add_request("requests/basic.json")
+            w:reconcile(key)
+            assert.equal(1, w.r.written_count)
+            local live = w:request(key)
+            live.metadata.labels = { touched = "yes" }
+            w.api:put("remote", resources.internal_request, live)
+            assert.equal("yes", w.r:current(key).metadata.labels.touched)
+            assert.equal(0, w.r.written_count)
+        end)
+
+        it("bounds the requests it remembers", function()
+            local saved = reconciler.WRITTEN_MAX
+            reconciler.WRITTEN_MAX = 2
+            for i = 1, 5 do
+                w.r:remember({ metadata = { namespace = "ns", name = "r" .. i, resourceVersion = "1" } })
+            end
+            reconciler.WRITTEN_MAX = saved
+            assert.is_true(w.r.written_count <= 2)
+        end)
+
         it("is not confused by a cache that has not seen the request finish", function()
             local key = w:add_request("requests/basic.json")
             w:reconcile(key)
@@ -592,6 +660,41 @@ describe("reconciler", function()
             pr.metadata.labels[resources.labels.name] = nil
             assert.is_nil(w.r:pipelinerun_event(pr))
             assert.is_nil(w.r:pipelinerun_event({ metadata = {} }))
+        end)
+
+        it("skips the DELETED event of a run it deleted itself, once", function()
+            local key = w:add_request("requests/basic.json")
+            w:reconcile(key)
+            local ref = ref_of(w, key)
+            local pr = w:pipelinerun(ref)
+            w:finish_pipelinerun(ref, "True", "Succeeded", "done", {})
+            w:reconcile(key)
+            assert.is_nil(w:pipelinerun(ref))
+            assert.is_nil(w.r:pipelinerun_event(pr, "DELETED"))
+            -- Only its own deletion, and only once.
+            assert.equal(key, w.r:pipelinerun_event(pr, "DELETED"))
+            assert.equal(0, w.r.deleted_count)
+        end)
+
+        it("still reconciles a run someone else deleted, or one of the same name", function()
+            local key = w:add_request("requests/basic.json")
+            w:reconcile(key)
+            local pr = w:pipelinerun(ref_of(w, key))
+            assert.equal(key, w.r:pipelinerun_event(pr, "DELETED"))
+            w.r:remember_deleted({ metadata = { namespace = pr.metadata.namespace, name = pr.metadata.name, uid = "other" } })
+            assert.equal(key, w.r:pipelinerun_event(pr, "DELETED"))
+            assert.equal(key, w.r:pipelinerun_event(pr, "MODIFIED"))
+        end)
+
+        it("bounds what it remembers", function()
+            local saved = reconciler.DELETED_MAX
+            reconciler.DELETED_MAX = 2
+            for i = 1, 5 do
+                w.r:remember_deleted({ metadata = { namespace = "ns", name = "pr-" .. i, uid = "u" .. i } })
+            end
+            reconciler.DELETED_MAX = saved
+            assert.is_true(w.r.deleted_count <= 2)
+            assert.equal("u5", w.r.deleted["ns/pr-5"])
         end)
     end)
 

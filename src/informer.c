@@ -28,16 +28,22 @@ static void obj_free(void *p) {
     is_free(o);
 }
 
-static int obj_new(const char *json, size_t len, const char *rv, is_informer_obj_t **out) {
+/* A copy of json without the bytes [cut_a, cut_b) (none when equal). */
+static int obj_new(const char *json, size_t len, size_t cut_a, size_t cut_b, const char *rv,
+                   is_informer_obj_t **out) {
     is_informer_obj_t *o = is_calloc(1, sizeof *o);
     if (!o) return IS_ENOMEM;
-    o->json = is_strndup(json, len);
+    size_t cut = cut_b - cut_a;
+    o->json = is_malloc(len - cut + 1);
     o->rv = is_strdup(rv ? rv : "");
     if (!o->json || !o->rv) {
         obj_free(o);
         return IS_ENOMEM;
     }
-    o->len = len;
+    memcpy(o->json, json, cut_a);
+    memcpy(o->json + cut_a, json + cut_b, len - cut_b);
+    o->json[len - cut] = '\0';
+    o->len = len - cut;
     *out = o;
     return IS_OK;
 }
@@ -66,6 +72,7 @@ int is_informer_init(is_informer_t *inf, const is_informer_opts_t *o,
     inf->backoff_base_ms__ = o->backoff_base_ms ? o->backoff_base_ms : 800;
     inf->backoff_max_ms__ = o->backoff_max_ms ? o->backoff_max_ms : 30000;
     is_map_init(&inf->cache__);
+    is_map_init(&inf->listed__);
     is_framer_init(&inf->framer__, o->max_event ? o->max_event : IS_INFORMER_MAX_EVENT);
     is_timer_init(o->cluster->loop, &inf->retry__, on_retry, inf);
     is_timer_init(o->cluster->loop, &inf->resync__, on_resync, inf);
@@ -179,11 +186,28 @@ static int set_rv(is_informer_t *inf, const char *rv) {
     return IS_OK;
 }
 
-/* Stores an object and tells the handlers. Takes ownership of nothing. */
-static int apply_upsert(is_informer_t *inf, const char *key, const char *json, size_t len,
+/* The cache keeps no metadata.managedFields: nothing in the controller
+ * reads it, and the API server's entries (one per field manager, each
+ * listing every field it set) are often a third of an object. As
+ * controller-runtime's cache transforms do, it is cut before the copy. */
+static void managed_fields_span(const is_json_t *doc, int obj, size_t *a, size_t *b) {
+    size_t s, e, base = doc->toks[obj].start;
+    *a = *b = 0;
+    if (is_json_member_span(doc, obj, "metadata.managedFields", &s, &e) == IS_OK) {
+        *a = s - base;
+        *b = e - base;
+    }
+}
+
+/* Stores the object at token t_obj of doc and tells the handlers. Takes
+ * ownership of nothing. */
+static int apply_upsert(is_informer_t *inf, const char *key, const is_json_t *doc, int t_obj,
                         const char *rv) {
+    size_t len, cut_a, cut_b;
+    const char *json = is_json_raw(doc, t_obj, &len);
+    managed_fields_span(doc, t_obj, &cut_a, &cut_b);
     is_informer_obj_t *o, *old = NULL;
-    int rc = obj_new(json, len, rv, &o);
+    int rc = obj_new(json, len, cut_a, cut_b, rv, &o);
     if (rc != IS_OK) return rc;
     if ((rc = is_map_set(&inf->cache__, key, o, (void **)&old)) != IS_OK) {
         obj_free(o);
@@ -266,7 +290,7 @@ static int on_event_line(const char *line, size_t len, void *ud) {
         goto out;
     }
     if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0) {
-        rc = apply_upsert(inf, key, obj, olen, rv);
+        rc = apply_upsert(inf, key, &doc, t_obj, rv);
     } else if (strcmp(type, "DELETED") == 0) {
         apply_delete(inf, key, obj, olen);
     }
@@ -376,36 +400,34 @@ static void start_watch(is_informer_t *inf) {
 
 /* --- list -------------------------------------------------------------- */
 
-static int replace_items(is_informer_t *inf, const char *body, size_t len) {
-    is_json_t doc;
-    is_map_t listed; /* keys in this list */
-    is_map_init(&listed);
-    int rc = is_json_parse(&doc, body, len, NULL);
-    if (rc != IS_OK) goto out;
-    int items = is_json_get(&doc, 0, "items");
-    int t_rv = is_json_path(&doc, 0, "metadata.resourceVersion");
-    rc = IS_EPARSE;
-    if (items < 0 || doc.toks[items].type != IS_JSON_ARRAY) goto out;
-
-    /* Every listed object is an add or an update; every cached object that
-     * is not listed was deleted while we were not watching. */
+/* One page of a list: every item is an add or an update. */
+static int on_list_page(const is_json_t *doc, int items, void *ud) {
+    is_informer_t *inf = ud;
+    int rc = IS_OK;
     int t = items + 1;
-    for (int i = 0; i < doc.toks[items].size; i++, t = doc.toks[t].next) {
-        size_t olen;
-        const char *obj = is_json_raw(&doc, t, &olen);
+    for (int i = 0; i < doc->toks[items].size; i++, t = doc->toks[t].next) {
         char *key, *rv;
-        if ((rc = object_identity(&doc, t, &key, &rv)) != IS_OK) goto out;
-        rc = is_map_set(&listed, key, NULL, NULL);
-        if (rc == IS_OK) rc = apply_upsert(inf, key, obj, olen, rv);
+        if ((rc = object_identity(doc, t, &key, &rv)) != IS_OK) return rc;
+        rc = is_map_set(&inf->listed__, key, NULL, NULL);
+        if (rc == IS_OK) rc = apply_upsert(inf, key, doc, t, rv);
         is_free(key);
         is_free(rv);
-        if (rc != IS_OK) goto out;
+        if (rc != IS_OK) return rc;
     }
+    return IS_OK;
+}
+
+/* The list is complete (body: its resourceVersion, no items): every cached
+ * object that was not listed was deleted while we were not watching. */
+static int finish_list(is_informer_t *inf, const char *body, size_t len) {
+    is_json_t doc;
+    int rc = is_json_parse(&doc, body, len, NULL);
+    if (rc != IS_OK) goto out;
     size_t iter = 0;
     const char *key;
     void *value;
     while (is_map_next(&inf->cache__, &iter, &key, &value)) {
-        if (is_map_has(&listed, key)) continue;
+        if (is_map_has(&inf->listed__, key)) continue;
         /* is_map_del of the current key is allowed during iteration, but
          * the handler may look at the cache, so copy the key first. */
         char *k = is_strdup(key);
@@ -413,12 +435,12 @@ static int replace_items(is_informer_t *inf, const char *body, size_t len) {
         apply_delete(inf, k, NULL, 0);
         is_free(k);
     }
+    int t_rv = is_json_path(&doc, 0, "metadata.resourceVersion");
     char *rv = NULL;
     if (t_rv >= 0 && (rc = is_json_strdup(&doc, t_rv, &rv)) != IS_OK) goto out;
     rc = set_rv(inf, rv);
     is_free(rv);
 out:
-    is_map_free(&listed, NULL);
     is_json_free(&doc);
     return rc;
 }
@@ -428,11 +450,15 @@ static void on_list_done(is_http_req_t *req, const is_http_result_t *res, void *
     is_informer_t *inf = ud;
     inf->list__ = NULL;
     if (res->code != 200) {
+        is_map_free(&inf->listed__, NULL);
+        is_map_init(&inf->listed__);
         retry_later(inf, "list", res->code, res->status ? res->status->reason : "TransportError",
                     res->error ? res->error : "list failed");
         return;
     }
-    int rc = replace_items(inf, res->body, res->body_len);
+    int rc = finish_list(inf, res->body, res->body_len);
+    is_map_free(&inf->listed__, NULL);
+    is_map_init(&inf->listed__);
     if (rc != IS_OK) {
         retry_later(inf, "list", 0, "InternalError",
                     rc == IS_ENOMEM ? "out of memory storing a list" : "the list is not valid JSON");
@@ -449,9 +475,13 @@ static void start_list(is_informer_t *inf) {
     is_kapi_opts_t o = {
         .namespace = inf->namespace__, .label_selector = inf->label_selector__,
         .field_selector = inf->field_selector__, .limit = inf->page_size__,
+        .drop_managed_fields = 1,
     };
     inf->state__ = ST_LISTING;
-    int rc = is_kapi_list(inf->cluster__, &r, &o, on_list_done, inf, &inf->list__);
+    /* Page by page: a list of 10,000 objects is never held whole. */
+    is_map_free(&inf->listed__, NULL);
+    is_map_init(&inf->listed__);
+    int rc = is_kapi_list_pages(inf->cluster__, &r, &o, on_list_page, on_list_done, inf, &inf->list__);
     if (rc != IS_OK) retry_later(inf, "list", 0, "InternalError", is_strerror(rc));
 }
 
@@ -499,6 +529,7 @@ void is_informer_stop(is_informer_t *inf) {
 void is_informer_close(is_informer_t *inf) {
     if (inf->cluster__) is_informer_stop(inf);
     is_map_free(&inf->cache__, obj_free);
+    is_map_free(&inf->listed__, NULL);
     is_framer_free(&inf->framer__);
     is_free(inf->name__);
     is_free(inf->group__);

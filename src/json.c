@@ -474,3 +474,48 @@ const char *is_json_raw(const is_json_t *doc, int tok, size_t *len) {
     *len = end - start;
     return doc->text + start;
 }
+
+/* One past the last byte of a value, a string's closing quote included. */
+static size_t raw_end(const is_json_tok_t *t) {
+    return t->end + (t->type == IS_JSON_STRING ? 1 : 0);
+}
+
+int is_json_member_span(const is_json_t *doc, int obj, const char *path, size_t *start, size_t *end) {
+    const char *last = strrchr(path, '.');
+    int parent = obj;
+    if (last) {
+        /* The parent's path, without the last segment. */
+        char head[256];
+        size_t n = (size_t)(last - path);
+        if (n >= sizeof head) return IS_EINVAL;
+        memcpy(head, path, n);
+        head[n] = '\0';
+        parent = is_json_path(doc, obj, head);
+    }
+    const char *key = last ? last + 1 : path;
+    if (!valid_tok(doc, parent) || doc->toks[parent].type != IS_JSON_OBJECT) return IS_ENOTFOUND;
+    int size = doc->toks[parent].size, prev_val = -1;
+    int k = parent + 1;
+    for (int n = 0; n < size; n++) {
+        int val = k + 1, next_key = doc->toks[val].next;
+        if (key_equals(doc, k, key, strlen(key))) {
+            size_t key_quote = doc->toks[k].start - 1;
+            if (n + 1 < size) {
+                /* Up to the next key's quote: the comma goes with it. */
+                *start = key_quote;
+                *end = doc->toks[next_key].start - 1;
+            } else if (prev_val >= 0) {
+                /* The last member takes the comma before it. */
+                *start = raw_end(&doc->toks[prev_val]);
+                *end = raw_end(&doc->toks[val]);
+            } else {
+                *start = key_quote;
+                *end = raw_end(&doc->toks[val]);
+            }
+            return IS_OK;
+        }
+        prev_val = val;
+        k = next_key;
+    }
+    return IS_ENOTFOUND;
+}

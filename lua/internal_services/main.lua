@@ -101,7 +101,7 @@ function main.watch(host, r, namespace)
         namespace = namespace,
         on_event = function(kind, _, obj)
             if kind == "SYNCED" then return end
-            local key = r:pipelinerun_event(decode(obj))
+            local key = r:pipelinerun_event(decode(obj), kind)
             if key then enqueue(key) end
         end,
     })
@@ -154,7 +154,8 @@ function main.start()
         kube = client,
         cache = main.cache(host),
         policies = chain,
-        events = events.new({ kube = client, now = host.now, log = log, cluster = "remote", instance = cfg.identity }),
+        events = events.new({ kube = client, now = host.now, log = log, cluster = "remote", instance = cfg.identity,
+            spawn = host.spawn }),
         log = log,
         now = host.now,
         namespace = namespace,

@@ -74,6 +74,14 @@ function reconciler.new(deps)
         default_timeout = deps.default_timeout or 3600,
         resync = deps.resync or 300,
         metrics = deps.metrics or metrics.none(),
+        -- PipelineRuns this process deleted, "ns/name" -> uid, until their
+        -- DELETED event comes back (see pipelinerun_event).
+        deleted = {},
+        deleted_count = 0,
+        -- Requests as this process last wrote them, while the cache may
+        -- not have caught up (see current).
+        written = {},
+        written_count = 0,
     }, R)
 end
 
@@ -121,13 +129,31 @@ local function finalizer_index(obj)
     return own_finalizers(obj)[1]
 end
 
+-- The reconciler's own memories (self[name], counted in name_count) are
+-- bounded: past max entries one starts afresh, which costs at most a pass.
+local function bounded_set(self, name, max, key, value)
+    local count = name .. "_count"
+    if self[name][key] == nil then
+        if self[count] >= max then self[name], self[count] = {}, 0 end
+        self[count] = self[count] + 1
+    end
+    self[name][key] = value
+end
+
+local function bounded_del(self, name, key)
+    if self[name][key] ~= nil then
+        self[name][key] = nil
+        self[name .. "_count"] = self[name .. "_count"] - 1
+    end
+end
+
 -- Epoch seconds of an RFC 3339 timestamp, or nil.
 reconciler.parse_time = timestamps.parse
 
 -- Entry point ----------------------------------------------------------
 
 function R:reconcile(key)
-    local request = self.cache.get("requests", key)
+    local request = self:current(key)
     if not request then
         self.metrics:attempt_gone(key)
         return nil
@@ -154,10 +180,30 @@ function R:request_changed(old, new)
     return present(nm.deletionTimestamp) and not present(om.deletionTimestamp)
 end
 
--- The request key ("ns/name") a PipelineRun belongs to, from its labels
--- or (the previous controller's runs) its owner annotation.
-function R:pipelinerun_event(pr)
+-- The request key ("ns/name") a PipelineRun event is for, from the run's
+-- labels or (the previous controller's runs) its owner annotation; nil
+-- when it needs no reconcile. The DELETED event of a run this process
+-- deleted itself says nothing new: its request was finished or being
+-- deleted, and its cleanup goes on (or is retried) without it. Reconciled
+-- anyway, it would find a cached request one write behind and spend a
+-- pass on reads and a refused patch.
+function R:pipelinerun_event(pr, kind)
+    if kind == "DELETED" and type(pr) == "table" and type(pr.metadata) == "table" then
+        local ref = tostring(pr.metadata.namespace) .. "/" .. tostring(pr.metadata.name)
+        local uid = self.deleted[ref]
+        if uid ~= nil then
+            bounded_del(self, "deleted", ref)
+            if uid == pr.metadata.uid then return nil end
+        end
+    end
     return ownership.request_key(pr)
+end
+
+-- Remembers a run deleted by this process until its DELETED event (one
+-- lost to a relist only costs a pass).
+reconciler.DELETED_MAX = 10000
+function R:remember_deleted(pr)
+    bounded_set(self, "deleted", reconciler.DELETED_MAX, tekton.ref(pr), pr.metadata.uid)
 end
 
 -- Reading state ----------------------------------------------------------
@@ -227,13 +273,59 @@ function R:owned_pipelinerun(request, cached_only)
     return pr, ref
 end
 
+-- The cache of requests trails this process's own writes: a reconcile
+-- redone at once (its PipelineRun's events come fast) would find the
+-- request as it was before its Running status or finalizer patch, and
+-- start over or send a patch the resourceVersion guard refuses. The object
+-- each write returned stands in for the cached one until the cache has a
+-- version at least as new (etcd's resourceVersions are increasing
+-- numbers; one that is not a number, or another uid, defers to the cache).
+reconciler.WRITTEN_MAX = 10000
+
+function R:current(key)
+    local cached = self.cache.get("requests", key)
+    local mine = self.written[key]
+    if mine and cached then
+        local c = tonumber(cached.metadata.resourceVersion)
+        local m = tonumber(mine.metadata.resourceVersion)
+        if c and m and c < m and cached.metadata.uid == mine.metadata.uid then
+            -- Released: finished (or deleted) and its finalizer removed.
+            if mine.released then return nil end
+            return mine
+        end
+    end
+    if mine then self:forget(key) end
+    return cached
+end
+
+-- Once a request is released, only its version and uid are kept: a
+-- reconcile on a cache that has not seen the release has nothing to do.
+function R:released(request)
+    if type(request) ~= "table" or type(request.metadata) ~= "table" then return end
+    local meta = request.metadata
+    bounded_set(self, "written", reconciler.WRITTEN_MAX, key_of(request), {
+        released = true,
+        metadata = { resourceVersion = meta.resourceVersion, uid = meta.uid },
+    })
+end
+
+function R:remember(request)
+    if type(request) ~= "table" or type(request.metadata) ~= "table" then return request end
+    bounded_set(self, "written", reconciler.WRITTEN_MAX, key_of(request), request)
+    return request
+end
+
+function R:forget(key)
+    bounded_del(self, "written", key)
+end
+
 -- Writing ----------------------------------------------------------------
 
 function R:write_status(request, status)
     local updated, err = self.kube:patch(self.remote, REQUEST, request.metadata.namespace,
         request.metadata.name, { status = status }, "merge", "status")
     if not updated then raise("writing the status of InternalRequest " .. key_of(request), err) end
-    return updated
+    return self:remember(updated)
 end
 
 -- JSON patches guarded by a "test" of the resourceVersion: the finalizer
@@ -249,7 +341,7 @@ function R:patch_finalizers(request, build, doing)
         local ops = { { op = "test", path = "/metadata/resourceVersion", value = meta.resourceVersion } }
         for _, op in ipairs(edits) do ops[#ops + 1] = op end
         local updated, err = self.kube:patch(self.remote, REQUEST, meta.namespace, meta.name, ops, "json")
-        if updated then return updated end
+        if updated then return self:remember(updated) end
         if err.reason == "NotFound" then return nil end
         if attempt == 2 or (err.code ~= 422 and err.code ~= 409) then
             raise(doing .. " InternalRequest " .. key_of(request), err)
@@ -297,6 +389,7 @@ function R:delete_pipelinerun(pr)
         precondition_uid = pr.metadata.uid,
     })
     if err and err.reason ~= "NotFound" then raise("deleting PipelineRun " .. ref, err) end
+    if not err then self:remember_deleted(pr) end
     self:log_pipelinerun("deleted PipelineRun", pr)
 end
 
@@ -305,7 +398,7 @@ end
 function R:log_pipelinerun(msg, pr, request_key)
     self.log("info", msg, {
         cluster = self.internal, namespace = pr.metadata.namespace, name = pr.metadata.name,
-        request = request_key or self:pipelinerun_event(pr) or "",
+        request = request_key or ownership.request_key(pr) or "",
     })
 end
 
@@ -347,7 +440,7 @@ function R:finalize(request)
             { pipelinerun = ref, grace = duration.format(self.deadline_grace) })
     end
     if pr and not self:debug() then self:delete_pipelinerun(pr) end
-    self:remove_finalizer(request)
+    self:released(self:remove_finalizer(request))
     -- Counted once the step is done: a retry of a failed step must not
     -- count the attempt twice.
     if not conditions.is_finished(request) then self:count_attempt(request, "Deleted", self.now()) end
@@ -365,7 +458,7 @@ function R:clean_up(request)
         local pr = self:owned_pipelinerun(request, not holding)
         if pr then self:delete_pipelinerun(pr) end
     end
-    if holding then self:remove_finalizer(request) end
+    if holding then self:released(self:remove_finalizer(request)) end
     return nil
 end
 
@@ -442,8 +535,7 @@ function R:start(request)
         raise("creating PipelineRun " .. ref, cerr)
     end
     self:log_pipelinerun("created PipelineRun", created, key_of(request))
-    self.events:normal(request, "Accepted", self:accepted_message())
-    return self:started(request, created)
+    return self:started(request, created, "Accepted")
 end
 
 function R:accepted_message()
@@ -467,9 +559,12 @@ function R:adopt(request, pr)
     return self:started(request, pr, legacy and "Adopted" or nil)
 end
 
+-- Running is written first: the Events come after it, off the path that
+-- reports it (and, in the controller, in tasks of their own).
 function R:started(request, pr, event_reason)
     local ref = tekton.ref(pr)
     request = self:write_status(request, conditions.running(request, ref, self.now()))
+    if event_reason == "Accepted" then self.events:normal(request, "Accepted", self:accepted_message()) end
     if event_reason == "Adopted" then
         self.events:normal(request, "Adopted", "Following PipelineRun " .. ref .. ", started by the previous controller")
     else

@@ -368,6 +368,37 @@ static void test_oom(void) {
     CHECK_INT(is_alloc_used(), base);
 }
 
+/* What is left of s once the member at path is cut, or NULL. */
+static char *without(const char *s, const char *path) {
+    is_json_t doc;
+    static char out[512];
+    size_t a, b;
+    char *res = NULL;
+    if (parse_str(&doc, s, NULL) == IS_OK && is_json_member_span(&doc, 0, path, &a, &b) == IS_OK) {
+        snprintf(out, sizeof out, "%.*s%s", (int)a, s, s + b);
+        res = out;
+    }
+    is_json_free(&doc);
+    return res;
+}
+
+static void test_member_span(void) {
+    const char *s = "{\"metadata\": {\"name\": \"a\", \"managedFields\": [{\"x\": 1}], \"uid\": \"u\"}, \"spec\": {}}";
+    CHECK_STR(without(s, "metadata.managedFields"), "{\"metadata\": {\"name\": \"a\", \"uid\": \"u\"}, \"spec\": {}}");
+    CHECK_STR(without(s, "metadata.name"), "{\"metadata\": {\"managedFields\": [{\"x\": 1}], \"uid\": \"u\"}, \"spec\": {}}");
+    CHECK_STR(without(s, "metadata.uid"), "{\"metadata\": {\"name\": \"a\", \"managedFields\": [{\"x\": 1}]}, \"spec\": {}}");
+    CHECK_STR(without(s, "spec"), "{\"metadata\": {\"name\": \"a\", \"managedFields\": [{\"x\": 1}], \"uid\": \"u\"}}");
+    CHECK_STR(without("{\"m\":{\"only\":\"x\"}}", "m.only"), "{\"m\":{}}");
+    CHECK_STR(without("{\"a\":\"s\",\"b\":true}", "b"), "{\"a\":\"s\"}");
+    CHECK(without(s, "metadata.absent") == NULL);
+    CHECK(without(s, "absent.managedFields") == NULL);
+    CHECK(without(s, "metadata.name.deeper") == NULL);
+    /* Every cut leaves valid JSON. */
+    is_json_t doc;
+    CHECK_INT(parse_str(&doc, without(s, "metadata.managedFields"), NULL), IS_OK);
+    is_json_free(&doc);
+}
+
 int main(void) {
     RUN(test_valid_table);
     RUN(test_invalid_table);
@@ -376,6 +407,7 @@ int main(void) {
     RUN(test_strdup_escapes);
     RUN(test_int);
     RUN(test_raw);
+    RUN(test_member_span);
     RUN(test_depth_limit);
     RUN(test_large_document);
     RUN(test_oom);

@@ -10,6 +10,7 @@
 #include "is_alloc.h"
 #include "is_buf.h"
 #include "is_err.h"
+#include "is_json.h"
 #include "is_kapi.h"
 #include "is_loop.h"
 #include "testing.h"
@@ -141,7 +142,7 @@ static void route(const fake_req_t *req, int *status, char *body, size_t cap, vo
     if (strstr(req->uri, "/configmaps")) {
         if (strstr(req->uri, "continue=c1%3D%3D"))
             snprintf(body, cap, "{\"kind\":\"ConfigMapList\",\"metadata\":{\"resourceVersion\":\"77\","
-                                "\"continue\":\"c2\"},\"items\":[{\"metadata\":{\"name\":\"c\"}},"
+                                "\"continue\":\"c2\"},\"items\":[{\"metadata\":{\"name\":\"c\",\"managedFields\":[{}]}},"
                                 "{\"metadata\":{\"name\":\"d\"}}]}");
         else if (strstr(req->uri, "continue=c2"))
             snprintf(body, cap, "{\"kind\":\"ConfigMapList\",\"metadata\":{\"resourceVersion\":\"78\","
@@ -244,11 +245,11 @@ static void test_list_pagination(env_t *e) {
     CHECK_INT(out.calls, 1);
     CHECK_INT(out.code, 200);
     CHECK(!out.had_status);
-    CHECK_STR(out.body, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"metadata\":{\"resourceVersion\":\"78\"},"
+    CHECK_STR(out.body, "{\"apiVersion\":\"v1\",\"kind\":\"List\","
                         "\"items\":[{\"metadata\":{\"name\":\"a\"}},"
                         "{\"metadata\":{\"name\":\"b\",\"labels\":{\"x\":\"[1,2]\"}}},"
-                        "{\"metadata\":{\"name\":\"c\"}},{\"metadata\":{\"name\":\"d\"}},"
-                        "{\"metadata\":{\"name\":\"e\"}}]}");
+                        "{\"metadata\":{\"name\":\"c\",\"managedFields\":[{}]}},{\"metadata\":{\"name\":\"d\"}},"
+                        "{\"metadata\":{\"name\":\"e\"}}],\"metadata\":{\"resourceVersion\":\"78\"}}");
     CHECK_INT(fake_api_count(&e->api), 3);
     /* The first page pins the snapshot with resourceVersion; the others
      * carry only the continue token. A list never watches nor names. */
@@ -279,6 +280,16 @@ static void test_list_pagination(env_t *e) {
     CHECK_STR(fake_api_req(&e->api, 2).uri, "/api/v1/namespaces/ns/configmaps?limit=2&continue=c2");
     outcome_free(&out);
 
+    /* drop_managed_fields: the items come without metadata.managedFields. */
+    fake_api_reset(&e->api);
+    o = (is_kapi_opts_t){ .namespace = "ns", .limit = 2, .drop_managed_fields = 1 };
+    CHECK_INT(is_kapi_list(&e->cluster, &configmaps, &o, on_done, &out, NULL), IS_OK);
+    run_until(&e->loop, &out.calls, 1);
+    CHECK_INT(out.code, 200);
+    CHECK(out.body && strstr(out.body, "{\"metadata\":{\"name\":\"c\"}},{\"metadata\":{\"name\":\"d\"}}") != NULL);
+    CHECK(out.body && strstr(out.body, "managedFields") == NULL);
+    outcome_free(&out);
+
     /* Without a limit, pages of 500; an empty list is still a List. */
     fake_api_reset(&e->api);
     CHECK_INT(is_kapi_list(&e->cluster, &(is_kres_t){ NULL, "v1", "services", 1 }, NULL, on_done,
@@ -286,10 +297,69 @@ static void test_list_pagination(env_t *e) {
     run_until(&e->loop, &out.calls, 1);
     CHECK_INT(out.calls, 1);
     CHECK_INT(out.code, 200);
-    CHECK_STR(out.body, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"metadata\":{\"resourceVersion\":\"9\"},"
-                        "\"items\":[]}");
+    CHECK_STR(out.body, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[],"
+                        "\"metadata\":{\"resourceVersion\":\"9\"}}");
     CHECK_STR(fake_api_req(&e->api, 0).uri, "/api/v1/services?limit=500");
     outcome_free(&out);
+}
+
+/* Names of each page's items, "|" between pages; a set error stops. */
+typedef struct {
+    char seen[256];
+    int fail_on_page;
+    int pages;
+} pages_t;
+
+static int on_page(const is_json_t *doc, int items, void *ud) {
+    pages_t *p = ud;
+    if (++p->pages == p->fail_on_page) return IS_ELIMIT;
+    if (p->pages > 1) strncat(p->seen, "|", sizeof p->seen - strlen(p->seen) - 1);
+    int t = items + 1;
+    for (int i = 0; i < doc->toks[items].size; i++, t = doc->toks[t].next) {
+        char *name = NULL;
+        if (is_json_strdup(doc, is_json_path(doc, t, "metadata.name"), &name) == IS_OK)
+            strncat(p->seen, name, sizeof p->seen - strlen(p->seen) - 1);
+        is_free(name);
+    }
+    return IS_OK;
+}
+
+typedef struct {
+    outcome_t out;
+    pages_t pages;
+} paged_t;
+
+static void paged_done(is_http_req_t *req, const is_http_result_t *res, void *ud) {
+    on_done(req, res, &((paged_t *)ud)->out);
+}
+
+static int paged_page(const is_json_t *doc, int items, void *ud) {
+    return on_page(doc, items, &((paged_t *)ud)->pages);
+}
+
+static void test_list_pages(env_t *e) {
+    /* Each page goes to the callback as it comes; done's List is empty. */
+    fake_api_reset(&e->api);
+    paged_t p = {0};
+    is_kapi_opts_t o = { .namespace = "ns", .limit = 2 };
+    CHECK_INT(is_kapi_list_pages(&e->cluster, &configmaps, &o, paged_page, paged_done, &p, NULL), IS_OK);
+    run_until(&e->loop, &p.out.calls, 1);
+    CHECK_INT(p.out.code, 200);
+    CHECK_STR(p.pages.seen, "ab|cd|e");
+    CHECK_STR(p.out.body, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[],"
+                          "\"metadata\":{\"resourceVersion\":\"78\"}}");
+    outcome_free(&p.out);
+
+    /* A page the callback refuses ends the list with its error. */
+    fake_api_reset(&e->api);
+    p = (paged_t){ .pages = { .fail_on_page = 2 } };
+    CHECK_INT(is_kapi_list_pages(&e->cluster, &configmaps, &o, paged_page, paged_done, &p, NULL), IS_OK);
+    run_until(&e->loop, &p.out.calls, 1);
+    CHECK_INT(p.out.calls, 1);
+    CHECK_INT(p.out.code, 0);
+    CHECK_STR(p.pages.seen, "ab");
+    CHECK_INT(fake_api_count(&e->api), 2);
+    outcome_free(&p.out);
 }
 
 static void test_list_errors(env_t *e) {
@@ -593,6 +663,7 @@ static void test_server(void) {
         return;
     }
     RUN_WITH(test_list_pagination, &e);
+    RUN_WITH(test_list_pages, &e);
     RUN_WITH(test_list_errors, &e);
     RUN_WITH(test_list_transport_error, &e.loop);
     RUN_WITH(test_get, &e);

@@ -707,8 +707,8 @@ static void test_kube_calls(env_t *e, fake_api_t *api, is_cluster_t *up, is_clus
 
     CHECK_STR(eval(h, "R.list.code"), "200");
     CHECK_STR(eval(h, "R.list.body"),
-              "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"metadata\":{\"resourceVersion\":\"8\"},"
-              "\"items\":[{\"n\":1},{\"n\":2}]}");
+              "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{\"n\":1},{\"n\":2}],"
+              "\"metadata\":{\"resourceVersion\":\"8\"}}");
     CHECK_STR(find_req(api, "GET", "/api/v1/namespaces/ns/configmaps?").uri,
               "/api/v1/namespaces/ns/configmaps?labelSelector=app%3Dweb&limit=500");
 

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -237,6 +238,7 @@ type auditEntry struct {
 	User           struct{ Username string }
 }
 
+// readAudit calls fn with every entry of c's audit log, at every stage.
 func readAudit(t *testing.T, c *bed.Cluster, fn func(*auditEntry)) {
 	t.Helper()
 	f, err := os.Open(c.AuditLog)
@@ -248,7 +250,7 @@ func readAudit(t *testing.T, c *bed.Cluster, fn func(*auditEntry)) {
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
 		var ev auditEntry
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Stage == "ResponseComplete" {
+		if json.Unmarshal(sc.Bytes(), &ev) == nil {
 			fn(&ev)
 		}
 	}
@@ -297,13 +299,19 @@ func TestFaults(t *testing.T) {
 	defer cancel()
 	errs := make(chan error, 16)
 
-	// Creator: the requests at an even pace over the window; a create
-	// retries through outages, as any client would.
+	// Creator: the requests at an even pace, each batch before the next
+	// fault (faults take their own time: a restart is seconds), so that
+	// every fault finds requests in every state; a create retries through
+	// outages, as any client would.
 	created := make(chan struct{})
+	var quota atomic.Int64
 	go func() {
 		defer close(created)
 		gap := plan.window / time.Duration(plan.requests)
-		for _, r := range reqs {
+		for i, r := range reqs {
+			for int64(i) >= quota.Load() && ctx.Err() == nil {
+				time.Sleep(50 * time.Millisecond)
+			}
 			obj := request{ns: r.ns, name: r.name, refParams: clusterRef(r.kind.pipeline),
 				params: map[string]string{"component": r.name}}.object()
 			deadline := time.Now().Add(3 * time.Minute)
@@ -391,7 +399,8 @@ func TestFaults(t *testing.T) {
 	done := map[faultKind]int{}
 	beforeStatus := 0
 	meanGap := plan.window / time.Duration(len(schedule)+1)
-	for _, f := range schedule {
+	for j, f := range schedule {
+		quota.Store(int64(plan.requests * (j + 1) / (len(schedule) + 1)))
 		time.Sleep(meanGap/2 + time.Duration(rng.Int63n(int64(meanGap))))
 		select {
 		case err := <-errs:
@@ -410,6 +419,8 @@ func TestFaults(t *testing.T) {
 			armMu.Lock()
 			armed = c
 			armMu.Unlock()
+			// The next batch of requests brings the PipelineRun to kill on.
+			quota.Store(int64(plan.requests * (j + 2) / (len(schedule) + 1)))
 			select {
 			case pr := <-killedAt:
 				<-c.done
@@ -421,11 +432,11 @@ func TestFaults(t *testing.T) {
 						beforeStatus++
 					}
 				}
-			case <-time.After(60 * time.Second):
+			case <-time.After(30 * time.Second):
 				armMu.Lock()
 				armed = nil
 				armMu.Unlock()
-				t.Logf("no PipelineRun was created within 60 s to kill the controller after; killing it now")
+				t.Logf("no PipelineRun was created within 30 s to kill the controller after; killing it now")
 				c.kill()
 			}
 			fl.startSingle()
@@ -465,6 +476,7 @@ func TestFaults(t *testing.T) {
 		done[f]++
 		t.Logf("%6.1fs fault %s (%v)", time.Since(started).Seconds(), f, time.Since(t0).Round(100*time.Millisecond))
 	}
+	quota.Store(int64(plan.requests))
 	<-created
 	select {
 	case err := <-errs:
@@ -519,7 +531,8 @@ func TestFaults(t *testing.T) {
 	internalUser := "system:serviceaccount:internal-services:internal-services"
 	creates, deletes := map[string]int{}, map[string]int{}
 	readAudit(t, e.internal, func(ev *auditEntry) {
-		if ev.ObjectRef.Resource != "pipelineruns" || ev.ObjectRef.Namespace != controllerNS || ev.User.Username != internalUser {
+		if ev.Stage != "ResponseComplete" || ev.ObjectRef.Resource != "pipelineruns" ||
+			ev.ObjectRef.Namespace != controllerNS || ev.User.Username != internalUser {
 			return
 		}
 		switch {
@@ -533,6 +546,7 @@ func TestFaults(t *testing.T) {
 		}
 	})
 	unauthorized := 0
+	// A failed authentication is audited at ResponseStarted, with no user.
 	readAudit(t, e.remote, func(ev *auditEntry) {
 		if ev.ResponseStatus.Code == 401 {
 			unauthorized++

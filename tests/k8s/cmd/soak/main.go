@@ -3,7 +3,7 @@
 // owner would, so that the steady state holds a bounded number of
 // requests), and prints the controller's resident set size every minute.
 //
-//	soak --kubeconfig remote.kubeconfig --request request.json --pid PID [--rate 10] [--minutes 10]
+//	soak --kubeconfig remote.kubeconfig --request request.json --pid PID [--rate 10] [--minutes 10] [--max-in-flight 300]
 //
 // The request is an InternalRequest as JSON; each copy gets a name of its
 // own. Every line it prints starting with FIGURE is machine-readable.
@@ -68,6 +68,7 @@ func main() {
 	rate := flag.Float64("rate", 10, "requests created per second")
 	minutes := flag.Int("minutes", 10, "how long the load runs")
 	drain := flag.Duration("drain", 2*time.Minute, "how long to wait for the last requests after the load")
+	maxInFlight := flag.Int("max-in-flight", 300, "create nothing while this many requests are unfinished")
 	flag.Parse()
 	if *kubeconfig == "" || *requestFile == "" || *pid <= 0 || *rate <= 0 || *minutes <= 0 {
 		flag.Usage()
@@ -95,16 +96,16 @@ func main() {
 	res := client.Resource(irGVR).Namespace(ns)
 	ctx := context.Background()
 
-	var created, createErrors, done, failed atomic.Int64
+	var created, createErrors, done, failed, held atomic.Int64
 	start := time.Now()
 	rss0, err := rssKiB(*pid)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("soak: %.0f requests/s for %d min into %s, controller pid %d\n", *rate, *minutes, ns, *pid)
-	fmt.Printf("minute  rss_kib  created  finished  failed  in_flight\n")
-	fmt.Printf("%6d  %7d  %7d  %8d  %6d  %9d\n", 0, rss0, 0, 0, 0, 0)
-	fmt.Printf("FIGURE soak_rss_min0 %d KiB\n", rss0)
+	fmt.Printf("minute  rss_kib  created  finished  failed  in_flight  held\n")
+	fmt.Printf("%6d  %7d  %7d  %8d  %6d  %9d  %4d\n", 0, rss0, 0, 0, 0, 0, 0)
+	fmt.Printf("FIGURE soak_rss_0 %d KiB\n", rss0)
 
 	// The reaper deletes finished requests.
 	stop := make(chan struct{})
@@ -139,17 +140,48 @@ func main() {
 		}
 	}()
 
+	// The RSS every minute, through the load and the drain.
+	var peak atomic.Int64
+	peak.Store(rss0)
+	line := func(label string) {
+		rss, err := rssKiB(*pid)
+		if err != nil {
+			log.Fatalf("the controller is gone: %v", err)
+		}
+		if rss > peak.Load() {
+			peak.Store(rss)
+		}
+		c, d := created.Load()-createErrors.Load(), done.Load()
+		fmt.Printf("%6s  %7d  %7d  %8d  %6d  %9d  %4d\n", label, rss, c, d, failed.Load(), c-d, held.Load())
+		fmt.Printf("FIGURE soak_rss_%s %d KiB\n", strings.TrimSpace(label), rss)
+	}
+	reporterDone := make(chan struct{})
+	go func() {
+		defer close(reporterDone)
+		for minute := 1; ; minute++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Until(start.Add(time.Duration(minute) * time.Minute))):
+			}
+			line(strconv.Itoa(minute))
+		}
+	}()
+
 	// The load, at a steady rate; each create in its own goroutine so a
-	// slow answer does not lower the rate.
+	// slow answer does not lower the rate. A tick finding max-in-flight
+	// requests unfinished creates none (counted as held): when Tekton
+	// finishes fewer runs than the rate, the backlog stays bounded.
 	interval := time.Duration(float64(time.Second) / *rate)
 	end := start.Add(time.Duration(*minutes) * time.Minute)
-	next := start.Add(time.Minute)
 	tick := time.NewTicker(interval)
-	minute := 0
-	var peak int64 = rss0
 	for now := range tick.C {
 		if now.After(end) {
 			break
+		}
+		if created.Load()-createErrors.Load()-done.Load() >= int64(*maxInFlight) {
+			held.Add(1)
+			continue
 		}
 		n := created.Add(1)
 		go func(n int64) {
@@ -160,36 +192,20 @@ func main() {
 				createErrors.Add(1)
 			}
 		}(n)
-		if now.After(next) {
-			minute++
-			next = next.Add(time.Minute)
-			rss, err := rssKiB(*pid)
-			if err != nil {
-				log.Fatalf("the controller is gone: %v", err)
-			}
-			if rss > peak {
-				peak = rss
-			}
-			c, d := created.Load()-createErrors.Load(), done.Load()
-			fmt.Printf("%6d  %7d  %7d  %8d  %6d  %9d\n", minute, rss, c, d, failed.Load(), c-d)
-			fmt.Printf("FIGURE soak_rss_min%d %d KiB\n", minute, rss)
-		}
 	}
 	tick.Stop()
+	loadTime := time.Since(start)
 	deadline := time.Now().Add(*drain)
 	for done.Load() < created.Load()-createErrors.Load() && time.Now().Before(deadline) {
 		time.Sleep(time.Second)
 	}
 	close(stop)
 	wg.Wait()
-	rss, err := rssKiB(*pid)
-	if err != nil {
-		log.Fatalf("the controller is gone: %v", err)
-	}
+	<-reporterDone
+	line("end")
 	c, d := created.Load()-createErrors.Load(), done.Load()
-	fmt.Printf("drained  %7d  %7d  %8d  %6d  %9d\n", rss, c, d, failed.Load(), c-d)
-	fmt.Printf("FIGURE soak_rss_drained %d KiB\n", rss)
-	fmt.Printf("FIGURE soak_rss_peak %d KiB\n", peak)
+	fmt.Printf("FIGURE soak_rss_peak %d KiB\n", peak.Load())
+	fmt.Printf("FIGURE soak_rate %.2f requests/s\n", float64(c)/loadTime.Seconds())
 	fmt.Printf("FIGURE soak_requests %d count\n", c)
 	fmt.Printf("FIGURE soak_create_errors %d count\n", createErrors.Load())
 	fmt.Printf("FIGURE soak_unfinished %d count\n", c-d)

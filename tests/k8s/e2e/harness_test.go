@@ -301,6 +301,11 @@ func (e *env) startController(name string, extra ...string) *controller {
 	}, extra...)
 	cmd := exec.Command(filepath.Join(buildDir(e.t), "internal-services"), args...)
 	cmd.Env = append(os.Environ(), "SERVICE_NAMESPACE="+controllerNS)
+	if os.Getenv("ASAN_OPTIONS") == "" {
+		// Leaks at exit are reported (and the exit code is 23) in the ASan
+		// build; other builds ignore the variable.
+		cmd.Env = append(cmd.Env, "ASAN_OPTIONS=detect_leaks=1")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = dieWithTest()
 	if err := cmd.Start(); err != nil {
@@ -321,18 +326,44 @@ func (c *controller) kill() {
 	<-c.done
 }
 
+// stop ends the controller with SIGTERM. With the ASan build, the leak
+// checker runs at exit: a leak or a memory error fails the test, as does
+// any exit code but 0 after SIGTERM.
 func (c *controller) stop(t *testing.T) {
+	t.Helper()
 	select {
 	case <-c.done:
+		c.checkSanitizers(t)
 		return
 	default:
 	}
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-c.done:
+		if code := c.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("%s: exit code %d after SIGTERM", c.logPath, code)
+		}
+		c.checkSanitizers(t)
 	case <-time.After(10 * time.Second):
 		t.Errorf("controller did not stop on SIGTERM")
 		c.kill()
+	}
+}
+
+// checkSanitizers fails t when the controller's log holds a report of
+// AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer.
+func (c *controller) checkSanitizers(t *testing.T) {
+	t.Helper()
+	log := c.log()
+	for _, mark := range []string{"ERROR: LeakSanitizer", "ERROR: AddressSanitizer", "SUMMARY: UndefinedBehaviorSanitizer"} {
+		if i := strings.Index(log, mark); i >= 0 {
+			end := i + 6000
+			if end > len(log) {
+				end = len(log)
+			}
+			t.Errorf("%s: sanitizer report:\n%s", c.logPath, log[i:end])
+			return
+		}
 	}
 }
 
@@ -352,6 +383,15 @@ type request struct {
 
 func (e *env) create(r request) *unstructured.Unstructured {
 	e.t.Helper()
+	out, err := e.remoteC.Resource(irGVR).Namespace(r.ns).Create(context.Background(), r.object(), metav1.CreateOptions{})
+	if err != nil {
+		e.t.Fatalf("creating request %s/%s: %v", r.ns, r.name, err)
+	}
+	return out
+}
+
+// object is the InternalRequest r describes.
+func (r request) object() *unstructured.Unstructured {
 	if r.resolver == "" {
 		r.resolver = "cluster"
 	}
@@ -384,15 +424,10 @@ func (e *env) create(r request) *unstructured.Unstructured {
 		}
 		meta["labels"] = l
 	}
-	obj := &unstructured.Unstructured{Object: map[string]interface{}{
+	return &unstructured.Unstructured{Object: map[string]interface{}{
 		"apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "InternalRequest",
 		"metadata": meta, "spec": spec,
 	}}
-	out, err := e.remoteC.Resource(irGVR).Namespace(r.ns).Create(context.Background(), obj, metav1.CreateOptions{})
-	if err != nil {
-		e.t.Fatalf("creating request %s/%s: %v", r.ns, r.name, err)
-	}
-	return out
 }
 
 func clusterRef(pipeline string) map[string]string {
@@ -500,8 +535,17 @@ func (e *env) eventReasons(ns, name string) []string {
 // uid, from a watch on the internal cluster, so that a test can prove that
 // no request ever got a second run, even one that was deleted again.
 type prRecorder struct {
-	mu   sync.Mutex
-	runs map[string]map[string]bool // request uid -> PipelineRun uids
+	mu      sync.Mutex
+	runs    map[string]map[string]bool // request uid -> PipelineRun uids
+	onAdded func(*unstructured.Unstructured)
+}
+
+// hook calls fn, from the watch's goroutine, with every PipelineRun the
+// watch reports ADDED from now on (nil stops it).
+func (r *prRecorder) hook(fn func(*unstructured.Unstructured)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onAdded = fn
 }
 
 func newPRRecorder(t *testing.T, c dynamic.Interface) *prRecorder {
@@ -548,6 +592,12 @@ func newPRRecorder(t *testing.T, c dynamic.Interface) *prRecorder {
 				if obj, ok := ev.Object.(*unstructured.Unstructured); ok {
 					r.record(obj)
 					rv = obj.GetResourceVersion()
+					r.mu.Lock()
+					fn := r.onAdded
+					r.mu.Unlock()
+					if fn != nil && ev.Type == watch.Added {
+						fn(obj)
+					}
 				}
 			}
 			w.Stop()

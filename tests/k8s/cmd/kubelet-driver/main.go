@@ -34,7 +34,6 @@ import (
 	"os/signal"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -318,24 +317,33 @@ func running(pod *corev1.Pod, st *corev1.PodStatus, start time.Time) {
 }
 
 // writeStatus applies change to the Pod's latest status and writes it,
-// retrying on conflicts (Tekton annotates the same Pod meanwhile).
+// retrying on conflicts (Tekton annotates the same Pod meanwhile) and, as a
+// kubelet does, through an API server that is away (restarted, unreachable)
+// until the Pod is gone or the driver stops.
 func (d *driver) writeStatus(ctx context.Context, pod *corev1.Pod, change func(*corev1.PodStatus)) error {
 	pods := d.client.CoreV1().Pods(pod.Namespace)
-	for attempt := 0; ; attempt++ {
+	for {
 		cur, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if cur.UID != pod.UID {
-			return fmt.Errorf("replaced by another Pod of the same name")
-		}
-		change(&cur.Status)
-		_, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-		if err == nil || !apierrors.IsConflict(err) || attempt >= 20 {
-			if err != nil && strings.Contains(err.Error(), "not found") {
-				return nil
+		if err == nil {
+			if cur.UID != pod.UID {
+				return fmt.Errorf("replaced by another Pod of the same name")
 			}
+			change(&cur.Status)
+			_, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		}
+		switch {
+		case err == nil, apierrors.IsNotFound(err):
+			return nil
+		case apierrors.IsConflict(err):
+			continue
+		case ctx.Err() != nil:
 			return err
+		}
+		log.Printf("kubelet-driver: %s/%s: %v (retrying)", pod.Namespace, pod.Name, err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }

@@ -105,6 +105,16 @@ describe("pipelinerun.build", function()
                 .. 'the cluster resolver only runs Pipelines here (kind "pipeline")', err)
         end)
 
+        it("shows a long value by its head and size, and keeps the sentence readable", function()
+            local request = fixtures.load("requests/basic.json")
+            request.spec.pipeline.pipelineRef.params = {
+                { name = "name", value = "push-artifacts" }, { name = "kind", value = string.rep("k", 102400) } }
+            local pr, err = pipelinerun.build(request, nil, "ops")
+            assert.is_nil(pr)
+            assert.are.equal('spec.pipeline.pipelineRef.params[1].value is "' .. string.rep("k", 256)
+                .. '"... (102400 bytes): the cluster resolver only runs Pipelines here (kind "pipeline")', err)
+        end)
+
         it("uses the request's namespace name only when the config opts in", function()
             local request = fixtures.load("requests/cluster-other-namespace.json")
             local config = fixtures.load("configs/default.json")

@@ -2,6 +2,8 @@
 -- spec.timeouts: "1h30m", "1.5h", "300ms", "0". Negative durations parse in
 -- Go but mean nothing as a timeout, so they are an error here.
 
+local quote = require "internal_services.quote"
+
 local duration = {}
 
 -- Seconds per unit. "µs" is U+00B5 (micro sign), "μs" U+03BC (Greek mu);
@@ -24,7 +26,7 @@ local UNITS = {
 duration.MAX_SECONDS = 9223372036.854775807
 
 local function fail(text, why)
-    return nil, string.format("invalid duration %q: %s", text, why)
+    return nil, string.format("invalid duration %s: %s", quote.text(text), why)
 end
 
 -- Returns the duration in seconds (an integer when it is whole), or nil and

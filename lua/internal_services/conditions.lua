@@ -3,6 +3,8 @@
 -- is left untouched) that the caller sends as {status = ...} to the status
 -- subresource.
 
+local quote = require "internal_services.quote"
+
 local conditions = {}
 
 conditions.TYPE = "Succeeded"
@@ -50,10 +52,7 @@ local TRUNCATED = "... (truncated)"
 -- so at the end.
 function conditions.clip(message)
     if #message <= conditions.MESSAGE_MAX then return message end
-    local cut = conditions.MESSAGE_MAX - #TRUNCATED
-    -- Back off continuation bytes (10xxxxxx) so no character is split.
-    while cut > 0 and (message:byte(cut + 1) or 0) & 0xC0 == 0x80 do cut = cut - 1 end
-    return message:sub(1, cut) .. TRUNCATED
+    return quote.head(message, conditions.MESSAGE_MAX - #TRUNCATED) .. TRUNCATED
 end
 
 -- Sets the Succeeded condition in status.conditions in place. The

@@ -130,6 +130,17 @@ describe("reconciler", function()
             assert.equal(c.message, failed[1].message)
         end)
 
+        it("names the resolver when Tekton could not get the Pipeline", function()
+            w:reconcile(key)
+            local ref = ref_of(w, key)
+            w:finish_pipelinerun(ref, "False", "CouldntGetPipeline",
+                "resolver failed to get Pipeline : resolution took longer than global timeout of 1m0s")
+            w:reconcile(key)
+            assert.equal("PipelineRun " .. ref .. " failed (CouldntGetPipeline): resolver failed to get Pipeline : "
+                .. "resolution took longer than global timeout of 1m0s; the Pipeline was asked of resolver \"cluster\"",
+                condition(w:request(key)).message)
+        end)
+
         it("finds its own PipelineRun through a live read while the cache lags", function()
             w:reconcile(key)
             local ref = ref_of(w, key)

@@ -297,6 +297,8 @@ describe("pipelinerun.build", function()
             { "repeated resolver param", function(r)
                 r.spec.pipeline.pipelineRef.params[2] = { name = "name", value = "other" } end,
                 'spec.pipeline.pipelineRef.params[1] repeats parameter "name", first given at spec.pipeline.pipelineRef.params[0]' },
+            { "param with an empty name", function(r) r.spec.params = { [""] = "x", ok = "y" } end,
+                "spec.params has a parameter with an empty name" },
             { "params a list", function(r) r.spec.params = { "a" } end,
                 "spec.params must be an object of parameter names to string values" },
             { "params value an object", function(r) r.spec.params.snapshot = { id = "1" } end,

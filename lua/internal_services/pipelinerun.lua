@@ -160,6 +160,9 @@ local function pipeline_params(spec)
             return nil, "spec.params must be an object of parameter names to string values"
         end
         for name, value in pairs(spec.params) do
+            -- The schema allows any key; spec.pipeline.params refuses an
+            -- empty name, and so does this.
+            if name == "" then return nil, "spec.params has a parameter with an empty name" end
             local path = "spec.params." .. name
             if type(value) ~= "string" then
                 return nil, string.format("%s must be a string, got %s", path, json_type(value))

@@ -286,7 +286,7 @@ local function labels(request, warn)
             end
         end
     end
-    out[resources.labels.name] = meta.name
+    out[resources.labels.name] = names.label_value(meta.name)
     out[resources.labels.namespace] = meta.namespace
     out[resources.labels.uid] = meta.uid
     out[resources.labels.type] = resources.pipeline_type
@@ -318,11 +318,6 @@ local function check_metadata(request)
     for _, field in ipairs { "namespace", "name", "uid" } do
         local value = request.metadata[field]
         if type(value) ~= "string" or value == "" then return nil, "metadata." .. field .. " is missing" end
-    end
-    -- The name travels as a label value, which Kubernetes caps at 63.
-    if #request.metadata.name > 63 then
-        return nil, string.format("metadata.name %q is longer than 63 characters, "
-            .. "the most a label value can hold", request.metadata.name)
     end
     return true
 end

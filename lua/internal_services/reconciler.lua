@@ -201,6 +201,9 @@ end
 function R:legacy_pipelinerun(request, cached_only)
     local pr = ownership.legacy_of(request, self.cache.list("pipelineruns", self.namespace))
     if pr or cached_only then return pr end
+    -- A name no label value can hold was never one of its labels (and is
+    -- no valid selector).
+    if not names.is_label_value(request.metadata.name) then return nil end
     local list, err = self.kube:list(self.internal, PIPELINE_RUN, self.namespace,
         { label_selector = ownership.selector(request) })
     if not list then raise("listing the PipelineRuns of InternalRequest " .. key_of(request), err) end

@@ -597,9 +597,14 @@ describe("reconciler", function()
     end)
 
     describe("pipelinerun_event", function()
-        it("maps a PipelineRun to its request by labels", function()
+        it("maps a PipelineRun to its request by its request annotation, else labels", function()
             local pr = fixtures.load("pipelineruns/succeeded.json")
             assert.equal("tenant-a/basic", w.r:pipelinerun_event(pr))
+            -- The name label of a name over 63 characters holds only 63.
+            pr.metadata.labels[resources.labels.name] = "bas"
+            assert.equal("tenant-a/basic", w.r:pipelinerun_event(pr))
+            pr.metadata.annotations[resources.annotations.request] = nil
+            assert.equal("tenant-a/bas", w.r:pipelinerun_event(pr))
             pr.metadata.labels[resources.labels.name] = nil
             assert.is_nil(w.r:pipelinerun_event(pr))
             assert.is_nil(w.r:pipelinerun_event({ metadata = {} }))

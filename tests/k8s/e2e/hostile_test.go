@@ -278,8 +278,19 @@ func TestHostileInput(t *testing.T) {
 				}
 			}},
 		// Names.
-		{name: "request name of 253 characters", req: long253, spec: pr("plain"),
-			status: "False", reason: "Failed", message: []string{"is longer than 63 characters, the most a label value can hold"}},
+		{name: "request name of 253 characters", req: long253, spec: pr("slow"),
+			status: "True", reason: "Succeeded", runs: 1,
+			check: func(t *testing.T, e *env, obj, pr *unstructured.Unstructured) {
+				if got := pr.GetLabels()["internal-services.appstudio.openshift.io/name"]; got != long253[:60]+".bb" {
+					t.Errorf("name label %q", got)
+				}
+				if got := pr.GetAnnotations()["internal-services.appstudio.openshift.io/request"]; got != "tenant-a/"+long253 {
+					t.Errorf("request annotation %q", got)
+				}
+				if !contains(e.eventReasons("tenant-a", long253), "Succeeded") {
+					t.Errorf("no Succeeded event on the request")
+				}
+			}},
 		{name: "request name of 63 characters with a dot", req: name63, spec: pr("slow"),
 			labels: map[string]string{"example.com/" + strings.Repeat("k", 63): strings.Repeat("v", 63)},
 			status: "True", reason: "Succeeded", runs: 1,

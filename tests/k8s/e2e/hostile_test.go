@@ -31,6 +31,7 @@ type hostileCase struct {
 	reason    string
 	message   []string // substrings of its message
 	runs      int      // PipelineRuns that must have been created for it
+	log       string   // a line the controller must have logged about it
 	check     func(t *testing.T, e *env, obj *unstructured.Unstructured, pr *unstructured.Unstructured)
 }
 
@@ -223,7 +224,7 @@ func TestHostileInput(t *testing.T) {
 			}},
 		{name: "unknown pipeline with a name of 100 KiB", spec: map[string]any{"pipeline": map[string]any{"pipelineRef": map[string]any{
 			"resolver": "cluster", "params": []any{map[string]any{"name": "name", "value": strings.Repeat(kb, 100)}}}}},
-			status: "False", reason: "Failed", message: []string{"kkkk"}, runs: 1,
+			status: "False", reason: "Failed", message: []string{"failed (CouldntGetPipeline)", "kkkk", "... (truncated)"}, runs: 1,
 			check: func(t *testing.T, e *env, obj, _ *unstructured.Unstructured) {
 				if _, _, msg := condition(obj); len(msg) > 32768 {
 					t.Errorf("a message of %d bytes", len(msg))
@@ -334,19 +335,23 @@ func TestHostileInput(t *testing.T) {
 			}},
 		// Policies.
 		{name: "policy that loops", req: "pol-loop", spec: pr("plain"),
-			status: "False", reason: "Rejected", message: []string{`policy "h_loop.lua" failed: instruction budget exceeded`}},
+			status: "False", reason: "Rejected", message: []string{`policy "h_loop.lua" failed: instruction budget exceeded`},
+			log: `"level":"warn","msg":"policy \"h_loop.lua\" failed: instruction budget exceeded"`},
 		{name: "policy that allocates without bound", req: "pol-alloc", spec: pr("plain"),
-			status: "False", reason: "Rejected", message: []string{`policy "h_alloc.lua" failed: memory limit exceeded`}},
+			status: "False", reason: "Rejected", message: []string{`policy "h_alloc.lua" failed: memory limit exceeded`},
+			log: `"level":"warn","msg":"policy \"h_alloc.lua\" failed: memory limit exceeded"`},
 		{name: "policy that opens a file", req: "pol-io", spec: pr("plain"),
-			status: "False", reason: "Rejected", message: []string{`policy "h_io.lua" failed: `, "io"}},
+			status: "False", reason: "Rejected", message: []string{`policy "h_io.lua" failed: h_io.lua:3: attempt to index a nil value (global 'io')`}},
 		{name: "policy that runs a command", req: "pol-exec", spec: pr("plain"),
 			status: "False", reason: "Rejected", message: []string{`policy "h_exec.lua" failed: `, "attempt to call a nil value (field 'execute')"}},
 		{name: "policy that requires a C module", req: "pol-require", spec: pr("plain"),
-			status: "False", reason: "Rejected", message: []string{`policy "h_require.lua" failed: `, "require"}},
+			status: "False", reason: "Rejected", message: []string{`policy "h_require.lua" failed: h_require.lua:3: attempt to call a nil value (global 'require')`}},
 		{name: "policy that builds a gigabyte", req: "pol-rep", spec: pr("plain"),
-			status: "False", reason: "Rejected", message: []string{`policy "h_rep.lua" failed: `, "string.rep"}},
+			status: "False", reason: "Rejected", message: []string{`policy "h_rep.lua" failed: `, "memory limit exceeded: string.rep would build 1073741824 bytes"},
+			log: `"msg":"policy \"h_rep.lua\" failed: memory limit exceeded: string.rep would build 1073741824 bytes"`},
 		{name: "policy that throws a table", req: "pol-throw", spec: pr("plain"),
-			status: "False", reason: "Rejected", message: []string{`policy "h_throw.lua" failed: `}},
+			status: "False", reason: "Rejected", message: []string{`policy "h_throw.lua" failed: (error object is a table value)`},
+			log: `"msg":"policy \"h_throw.lua\" failed: (error object is a table value)"`},
 		{name: "policy that throws a long string", req: "pol-string", spec: pr("plain"),
 			status: "False", reason: "Rejected", message: []string{`policy "h_string.lua" failed: `, "refused: www"},
 			check: func(t *testing.T, e *env, obj, _ *unstructured.Unstructured) {
@@ -438,6 +443,9 @@ func TestHostileInput(t *testing.T) {
 			}
 			if c.check != nil {
 				c.check(t, e, obj, r.pr)
+			}
+			if c.log != "" {
+				mustContain(t, "controller log", ctrl.log(), c.log)
 			}
 			e.waitRequest(c.ns, c.req, "no finalizer", wait, func(o *unstructured.Unstructured) bool {
 				return len(o.GetFinalizers()) == 0

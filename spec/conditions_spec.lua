@@ -73,6 +73,25 @@ describe("conditions.set", function()
         assert.same({ type = "Ready", status = "True", reason = "Ok", message = "",
             lastTransitionTime = "2026-01-01T00:00:00Z" }, status.conditions[1])
     end)
+    it("cuts a message to what the CRD holds, at a character boundary", function()
+        local status = {}
+        -- 2-byte characters put the cut inside one unless it backs off.
+        local long = "x" .. string.rep("\195\169", conditions.MESSAGE_MAX)
+        conditions.set(status, { status = "False", reason = "Failed", message = long }, T0, 1)
+        local message = status.conditions[1].message
+        assert.is_true(#message <= conditions.MESSAGE_MAX, tostring(#message))
+        assert.are.equal("... (truncated)", message:sub(-15))
+        assert.is_truthy(utf8.len(message), "the cut split a character")
+        -- Setting the same long message again is no change.
+        assert.is_false(conditions.set(status, { status = "False", reason = "Failed", message = long }, T1, 1))
+    end)
+
+    it("keeps a message of exactly the limit whole", function()
+        local status = {}
+        local exact = string.rep("m", conditions.MESSAGE_MAX)
+        conditions.set(status, { status = "False", reason = "Failed", message = exact }, T0, 1)
+        assert.are.equal(exact, status.conditions[1].message)
+    end)
 end)
 
 describe("conditions.get and is_finished", function()

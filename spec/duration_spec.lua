@@ -19,6 +19,8 @@ describe("duration.parse", function()
         { "2\206\188s", 2e-6 },
         { "1500ns", 1.5e-6 },
         { "1m30s", 90 },
+        -- The longest Go's int64 nanoseconds hold, within a float's precision.
+        { "2562047h47m16s", 9223372036 },
     }
     for _, case in ipairs(valid) do
         it(string.format("reads %q as %s seconds", case[1], case[2]), function()
@@ -43,6 +45,10 @@ describe("duration.parse", function()
         { ".s", "expected a number" },
         { "-", "no number" },
         { "h", "expected a number" },
+        { "9999999999h", "out of range" },
+        { "2562048h", "out of range" },
+        { "2562047h48m", "out of range" },
+        { "9223372037s", "out of range" },
     }
     for _, case in ipairs(invalid) do
         it(string.format("refuses %q", case[1]), function()

@@ -183,6 +183,7 @@ describe("main", function()
         h.watches.pipelineruns.on_event("MODIFIED", "x/y", cjson.encode(pr), cjson.encode(pr))
         h.watches.pipelineruns.on_event("SYNCED")
         pr.metadata.labels = nil
+        pr.metadata.annotations[resources.annotations.request] = nil
         h.watches.pipelineruns.on_event("ADDED", "x/y", cjson.encode(pr))
         assert.same({ "requests:tenant-a/basic" }, h.enqueued)
     end)

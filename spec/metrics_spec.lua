@@ -157,6 +157,13 @@ describe("metrics", function()
         assert.equal("", metrics.pipeline_name(nil))
     end)
 
+    it("cuts a pipeline name to the longest label value the host takes", function()
+        local function req(name) return { spec = { pipeline = { pipelineRef = { params = { { name = "name", value = name } } } } } } end
+        assert.equal(string.rep("k", metrics.MAX_LABEL_VALUE), metrics.pipeline_name(req(string.rep("k", 102400))))
+        -- IS_METRICS_MAX_VALUE in include/is_metrics.h.
+        assert.equal(512, metrics.MAX_LABEL_VALUE)
+    end)
+
     it("has a sink that records nothing but keeps the same methods", function()
         local none = metrics.none()
         none:attempt_running("k")

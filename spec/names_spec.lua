@@ -140,3 +140,24 @@ describe("names.is_label_value and is_label_key", function()
         end
     end)
 end)
+
+describe("names.label_value", function()
+    it("keeps a name a label value can hold", function()
+        assert.are.equal("sign-1", names.label_value("sign-1"))
+        local name63 = string.rep("x", 30) .. "." .. string.rep("y", 32)
+        assert.are.equal(name63, names.label_value(name63))
+    end)
+
+    it("cuts a longer name at 63 and drops a '.' or '-' left at its end", function()
+        local long = string.rep("a", 62) .. ".b" .. string.rep("c", 189)
+        assert.are.equal(string.rep("a", 62), names.label_value(long))
+        assert.are.equal(string.rep("a", 63), names.label_value(string.rep("a", 253)))
+    end)
+
+    it("always returns a valid label value", function()
+        for _, name in ipairs { string.rep("a-", 126) .. "a", string.rep("0.", 126) .. "0", "-x-", "a_b", "é" } do
+            local value = names.label_value(name)
+            assert.is_true(names.is_label_value(value), name .. " -> " .. value)
+        end
+    end)
+end)

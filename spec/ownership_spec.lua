@@ -17,6 +17,13 @@ describe("ownership", function()
         assert.is_false(ownership.is_legacy({ metadata = { name = "unrelated" } }))
     end)
 
+    it("names the request by our request annotation first: a name label holds 63 characters", function()
+        local long = string.rep("n", 100)
+        ours.metadata.labels[resources.labels.name] = string.rep("n", 63)
+        ours.metadata.annotations[resources.annotations.request] = "tenant-a/" .. long
+        assert.equal("tenant-a/" .. long, ownership.request_key(ours))
+    end)
+
     it("names the request by labels, else by an InternalRequest owner annotation", function()
         assert.equal("tenant-a/legacy-running", ownership.request_key(legacy))
         legacy.metadata.labels = { other = "x" }

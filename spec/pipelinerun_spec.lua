@@ -105,6 +105,16 @@ describe("pipelinerun.build", function()
                 .. 'the cluster resolver only runs Pipelines here (kind "pipeline")', err)
         end)
 
+        it("shows a long value by its head and size, and keeps the sentence readable", function()
+            local request = fixtures.load("requests/basic.json")
+            request.spec.pipeline.pipelineRef.params = {
+                { name = "name", value = "push-artifacts" }, { name = "kind", value = string.rep("k", 102400) } }
+            local pr, err = pipelinerun.build(request, nil, "ops")
+            assert.is_nil(pr)
+            assert.are.equal('spec.pipeline.pipelineRef.params[1].value is "' .. string.rep("k", 256)
+                .. '"... (102400 bytes): the cluster resolver only runs Pipelines here (kind "pipeline")', err)
+        end)
+
         it("uses the request's namespace name only when the config opts in", function()
             local request = fixtures.load("requests/cluster-other-namespace.json")
             local config = fixtures.load("configs/default.json")
@@ -241,6 +251,19 @@ describe("pipelinerun.build", function()
         assert.has_error(function() pipelinerun.build(fixtures.load("requests/basic.json"), nil, nil) end)
     end)
 
+    it("runs a request whose name is longer than a label value holds, the name label cut", function()
+        local request = fixtures.load("requests/name-over-63.json")
+        local pr = assert(pipelinerun.build(request, nil, NAMESPACE))
+        local labels = pr.metadata.labels
+        assert.are.equal("a-request-name-that-is-much-longer-than-sixty-three-characters", labels[resources.labels.name])
+        for key, value in pairs(labels) do
+            assert.is_true(names.is_label_key(key), key)
+            assert.is_true(names.is_label_value(value), key .. "=" .. value)
+        end
+        assert.are.equal("tenant-a/" .. request.metadata.name, pr.metadata.annotations[resources.annotations.request])
+        assert.is_true(names.is_dns_label(pr.metadata.name), pr.metadata.name)
+    end)
+
     describe("refuses a malformed request, naming the field", function()
         local malformed = {
             { "missing-resolver", "spec.pipeline.pipelineRef.resolver is missing" },
@@ -254,8 +277,6 @@ describe("pipelinerun.build", function()
             { "conflicting-param",
                 'spec.pipeline.params[0] ("quay.io/example/app:2") conflicts with spec.params.image ("quay.io/example/app:1")' },
             { "timeout-budget", 'spec.timeouts.tasks ("2h") exceeds spec.timeouts.pipeline ("1h")' },
-            { "name-too-long", 'metadata.name "a-request-name-that-is-much-longer-than-sixty-three-characters-allow" '
-                .. "is longer than 63 characters, the most a label value can hold" },
         }
         for _, case in ipairs(malformed) do
             it("requests/" .. case[1] .. ".json", function()
@@ -287,6 +308,8 @@ describe("pipelinerun.build", function()
             { "repeated resolver param", function(r)
                 r.spec.pipeline.pipelineRef.params[2] = { name = "name", value = "other" } end,
                 'spec.pipeline.pipelineRef.params[1] repeats parameter "name", first given at spec.pipeline.pipelineRef.params[0]' },
+            { "param with an empty name", function(r) r.spec.params = { [""] = "x", ok = "y" } end,
+                "spec.params has a parameter with an empty name" },
             { "params a list", function(r) r.spec.params = { "a" } end,
                 "spec.params must be an object of parameter names to string values" },
             { "params value an object", function(r) r.spec.params.snapshot = { id = "1" } end,

@@ -142,6 +142,17 @@ describe("reconciler", function()
             assert.equal(c.message, failed[1].message)
         end)
 
+        it("names the resolver when Tekton could not get the Pipeline", function()
+            w:reconcile(key)
+            local ref = ref_of(w, key)
+            w:finish_pipelinerun(ref, "False", "CouldntGetPipeline",
+                "resolver failed to get Pipeline : resolution took longer than global timeout of 1m0s")
+            w:reconcile(key)
+            assert.equal("PipelineRun " .. ref .. " failed (CouldntGetPipeline): resolver failed to get Pipeline : "
+                .. "resolution took longer than global timeout of 1m0s; the Pipeline was asked of resolver \"cluster\"",
+                condition(w:request(key)).message)
+        end)
+
         it("finds its own PipelineRun through a live read while the cache lags", function()
             w:reconcile(key)
             local ref = ref_of(w, key)
@@ -654,9 +665,14 @@ describe("reconciler", function()
     end)
 
     describe("pipelinerun_event", function()
-        it("maps a PipelineRun to its request by labels", function()
+        it("maps a PipelineRun to its request by its request annotation, else labels", function()
             local pr = fixtures.load("pipelineruns/succeeded.json")
             assert.equal("tenant-a/basic", w.r:pipelinerun_event(pr))
+            -- The name label of a name over 63 characters holds only 63.
+            pr.metadata.labels[resources.labels.name] = "bas"
+            assert.equal("tenant-a/basic", w.r:pipelinerun_event(pr))
+            pr.metadata.annotations[resources.annotations.request] = nil
+            assert.equal("tenant-a/bas", w.r:pipelinerun_event(pr))
             pr.metadata.labels[resources.labels.name] = nil
             assert.is_nil(w.r:pipelinerun_event(pr))
             assert.is_nil(w.r:pipelinerun_event({ metadata = {} }))

@@ -3,6 +3,8 @@
 -- is left untouched) that the caller sends as {status = ...} to the status
 -- subresource.
 
+local quote = require "internal_services.quote"
+
 local conditions = {}
 
 conditions.TYPE = "Succeeded"
@@ -40,6 +42,19 @@ local function find(list)
     return nil
 end
 
+-- The CRD caps a condition message at 32768 bytes; a longer one makes the
+-- API server refuse the whole status write, and the request would never
+-- get its outcome. Messages quote request fields, so any may be that long.
+conditions.MESSAGE_MAX = 32768
+local TRUNCATED = "... (truncated)"
+
+-- Cuts message to MESSAGE_MAX bytes, at a UTF-8 character boundary, saying
+-- so at the end.
+function conditions.clip(message)
+    if #message <= conditions.MESSAGE_MAX then return message end
+    return quote.head(message, conditions.MESSAGE_MAX - #TRUNCATED) .. TRUNCATED
+end
+
 -- Sets the Succeeded condition in status.conditions in place. The
 -- lastTransitionTime only moves when the status value changes, as in
 -- metav1 conditions, so it tells how long the request has been in its
@@ -47,7 +62,7 @@ end
 function conditions.set(status, new, now, generation)
     if type(status.conditions) ~= "table" then status.conditions = {} end
     local condition = find(status.conditions)
-    local message = new.message or ""
+    local message = conditions.clip(new.message or "")
     local changed = false
     if not condition then
         condition = { type = conditions.TYPE }

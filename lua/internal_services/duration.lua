@@ -2,6 +2,8 @@
 -- spec.timeouts: "1h30m", "1.5h", "300ms", "0". Negative durations parse in
 -- Go but mean nothing as a timeout, so they are an error here.
 
+local quote = require "internal_services.quote"
+
 local duration = {}
 
 -- Seconds per unit. "µs" is U+00B5 (micro sign), "μs" U+03BC (Greek mu);
@@ -17,8 +19,14 @@ local UNITS = {
     h = 3600,
 }
 
+-- Go's time.Duration is an int64 of nanoseconds: ParseDuration refuses
+-- anything longer, and so does every Tekton process decoding the
+-- PipelineRun, which would then not see it at all (its informer cannot
+-- list the PipelineRuns while one fails to decode).
+duration.MAX_SECONDS = 9223372036.854775807
+
 local function fail(text, why)
-    return nil, string.format("invalid duration %q: %s", text, why)
+    return nil, string.format("invalid duration %s: %s", quote.text(text), why)
 end
 
 -- Returns the duration in seconds (an integer when it is whole), or nil and
@@ -50,6 +58,9 @@ function duration.parse(text)
         if not scale then return fail(text, "unknown unit " .. string.format("%q", unit)) end
         total = total + tonumber((whole == "" and "0" or whole) .. "." .. (frac == "" and "0" or frac)) * scale
         pos = after + #unit
+    end
+    if total > duration.MAX_SECONDS then
+        return fail(text, "out of range (the longest duration is 2562047h47m16.854775807s)")
     end
     -- "-0s" is zero, which Go allows; anything below zero is refused.
     if sign == "-" and total ~= 0 then

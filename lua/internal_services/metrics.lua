@@ -7,6 +7,8 @@
 --
 -- A metric never fails the work it measures: a full registry or a memory
 -- error is logged once per family and the sample dropped.
+local quote = require "internal_services.quote"
+
 local metrics = {}
 
 metrics.CONTROLLER = "internalrequest"
@@ -180,7 +182,12 @@ end
 -- The pipeline a request asks for, the `request` label of the attempt
 -- family: the cluster resolver's name, else the git resolver's file name
 -- without its extension, else "".
-function metrics.pipeline_name(request)
+-- The host refuses a label value longer than this (IS_METRICS_MAX_VALUE),
+-- dropping the sample; the pipeline name is the request's to choose, so it
+-- is cut to fit and the attempt still counts.
+metrics.MAX_LABEL_VALUE = 512
+
+local function pipeline_name(request)
     local spec = type(request) == "table" and request.spec
     local pipeline = type(spec) == "table" and spec.pipeline
     local ref = type(pipeline) == "table" and pipeline.pipelineRef
@@ -199,6 +206,10 @@ function metrics.pipeline_name(request)
         return (base:gsub("%.ya?ml$", ""))
     end
     return ""
+end
+
+function metrics.pipeline_name(request)
+    return quote.head(pipeline_name(request), metrics.MAX_LABEL_VALUE)
 end
 
 -- Metrics that record nothing, for a reconciler or chain built without.

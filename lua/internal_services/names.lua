@@ -67,6 +67,16 @@ function names.pipelinerun(request)
     return "ir-" .. prefix .. "-" .. hash
 end
 
+-- A request name as a label value. A request name is a DNS subdomain of up
+-- to 253 characters; a label value holds 63 of [A-Za-z0-9._-] and ends in a
+-- letter or digit. A longer name is cut at 63 and what is left of a "."
+-- or "-" at its end removed; the whole name travels in the request
+-- annotation, and the uid label tells requests apart.
+function names.label_value(name)
+    local s = name:gsub("[^%w._-]", "-"):sub(1, 63):gsub("[^%w]+$", ""):gsub("^[^%w]+", "")
+    return s
+end
+
 -- True when text is a DNS-1123 label (what Kubernetes accepts as a
 -- namespace or ServiceAccount name).
 function names.is_dns_label(text)

@@ -33,11 +33,14 @@ function ownership.is_legacy(pr)
     return field(pr, "labels", LABELS.uid) == nil and ownership.request_key(pr) ~= nil
 end
 
--- "ns/name" of the request a PipelineRun names, from its labels, else from
--- the owner annotation when its type is InternalRequest; nil for a run
--- that names none.
+-- "ns/name" of the request a PipelineRun names: from our request
+-- annotation (the name label holds only 63 characters of a longer name),
+-- else from its labels, else from the owner annotation when its type is
+-- InternalRequest; nil for a run that names none.
 function ownership.request_key(pr)
-    local ns, name = field(pr, "labels", LABELS.namespace), field(pr, "labels", LABELS.name)
+    local ns, name = split(field(pr, "annotations", ANNOTATIONS.request) or "")
+    if ns then return ns .. "/" .. name end
+    ns, name = field(pr, "labels", LABELS.namespace), field(pr, "labels", LABELS.name)
     if ns and name then return ns .. "/" .. name end
     local owner = field(pr, "annotations", ANNOTATIONS.primary_resource)
     if owner and field(pr, "annotations", ANNOTATIONS.primary_resource_type) == resources.primary_resource_type then

@@ -10,6 +10,7 @@ local cjson = require "cjson"
 local names = require "internal_services.names"
 local duration = require "internal_services.duration"
 local resources = require "internal_services.resources"
+local quote = require "internal_services.quote"
 
 local pipelinerun = {}
 
@@ -65,12 +66,12 @@ local function string_params(list, path)
             return nil, here .. ".name must be a non-empty string"
         end
         if type(param.value) ~= "string" then
-            return nil, string.format("%s.value (parameter %q) must be a string, got %s",
-                here, param.name, json_type(param.value))
+            return nil, string.format("%s.value (parameter %s) must be a string, got %s",
+                here, quote.text(param.name), json_type(param.value))
         end
         if seen[param.name] then
-            return nil, string.format("%s repeats parameter %q, first given at %s",
-                here, param.name, seen[param.name])
+            return nil, string.format("%s repeats parameter %s, first given at %s",
+                here, quote.text(param.name), seen[param.name])
         end
         seen[param.name] = here
         out[#out + 1] = { name = param.name, value = param.value }
@@ -83,7 +84,8 @@ end
 local function merge(into, key, value, path)
     local prior = into[key]
     if prior and prior.value ~= value then
-        return nil, string.format("%s (%q) conflicts with %s (%q)", path, value, prior.path, prior.value)
+        return nil, string.format("%s (%s) conflicts with %s (%s)", path, quote.text(value),
+            prior.path, quote.text(prior.value))
     end
     if not prior then into[key] = { value = value, path = path } end
     return true
@@ -137,8 +139,8 @@ local function pipeline_ref(spec, resolver_namespace)
         -- asked for is refused rather than silently replaced.
         for i, param in ipairs(params) do
             if param.name == "kind" and param.value ~= "pipeline" then
-                return nil, string.format("%s.value is %q: the cluster resolver only runs Pipelines here "
-                    .. "(kind \"pipeline\")", at("spec.pipeline.pipelineRef.params", i), param.value)
+                return nil, string.format("%s.value is %s: the cluster resolver only runs Pipelines here "
+                    .. "(kind \"pipeline\")", at("spec.pipeline.pipelineRef.params", i), quote.text(param.value))
             end
         end
         set_param(params, "kind", "pipeline")
@@ -158,6 +160,9 @@ local function pipeline_params(spec)
             return nil, "spec.params must be an object of parameter names to string values"
         end
         for name, value in pairs(spec.params) do
+            -- The schema allows any key; spec.pipeline.params refuses an
+            -- empty name, and so does this.
+            if name == "" then return nil, "spec.params has a parameter with an empty name" end
             local path = "spec.params." .. name
             if type(value) ~= "string" then
                 return nil, string.format("%s must be a string, got %s", path, json_type(value))
@@ -208,14 +213,14 @@ local function check_timeout_budget(merged)
     local function limit(entry) return entry and (entry.seconds == 0 and math.huge or entry.seconds) or 0 end
     for _, key in ipairs { "tasks", "finally" } do
         if limit(merged[key]) > pipeline.seconds then
-            return nil, string.format("%s (%q) exceeds %s (%q)",
-                merged[key].path, merged[key].value, pipeline.path, pipeline.value)
+            return nil, string.format("%s (%s) exceeds %s (%s)",
+                merged[key].path, quote.text(merged[key].value), pipeline.path, quote.text(pipeline.value))
         end
     end
     if merged.tasks and merged.finally and limit(merged.tasks) + limit(merged.finally) > pipeline.seconds then
-        return nil, string.format("%s (%q) plus %s (%q) exceeds %s (%q)",
-            merged.tasks.path, merged.tasks.value, merged.finally.path, merged.finally.value,
-            pipeline.path, pipeline.value)
+        return nil, string.format("%s (%s) plus %s (%s) exceeds %s (%s)",
+            merged.tasks.path, quote.text(merged.tasks.value), merged.finally.path,
+            quote.text(merged.finally.value), pipeline.path, quote.text(pipeline.value))
     end
     return true
 end
@@ -248,9 +253,9 @@ local function service_account(spec)
                 return nil, string.format("%s must be a string, got %s", source.path, json_type(value))
             end
             if not names.is_dns_label(value) then
-                return nil, string.format("%s %q is not a valid ServiceAccount name "
+                return nil, string.format("%s %s is not a valid ServiceAccount name "
                     .. "(lowercase letters, digits and '-', at most 63 characters, "
-                    .. "starting and ending with a letter or digit)", source.path, value)
+                    .. "starting and ending with a letter or digit)", source.path, quote.text(value))
             end
             local ok, err = merge(merged, "sa", value, source.path)
             if not ok then return nil, err end
@@ -281,7 +286,7 @@ local function labels(request, warn)
             end
         end
     end
-    out[resources.labels.name] = meta.name
+    out[resources.labels.name] = names.label_value(meta.name)
     out[resources.labels.namespace] = meta.namespace
     out[resources.labels.uid] = meta.uid
     out[resources.labels.type] = resources.pipeline_type
@@ -313,11 +318,6 @@ local function check_metadata(request)
     for _, field in ipairs { "namespace", "name", "uid" } do
         local value = request.metadata[field]
         if type(value) ~= "string" or value == "" then return nil, "metadata." .. field .. " is missing" end
-    end
-    -- The name travels as a label value, which Kubernetes caps at 63.
-    if #request.metadata.name > 63 then
-        return nil, string.format("metadata.name %q is longer than 63 characters, "
-            .. "the most a label value can hold", request.metadata.name)
     end
     return true
 end

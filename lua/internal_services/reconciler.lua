@@ -36,6 +36,7 @@ local metrics = require "internal_services.metrics"
 local names = require "internal_services.names"
 local ownership = require "internal_services.ownership"
 local pipelinerun = require "internal_services.pipelinerun"
+local quote = require "internal_services.quote"
 local resources = require "internal_services.resources"
 local tekton = require "internal_services.tekton"
 local timestamps = require "internal_services.timestamps"
@@ -246,6 +247,9 @@ end
 function R:legacy_pipelinerun(request, cached_only)
     local pr = ownership.legacy_of(request, self.cache.list("pipelineruns", self.namespace))
     if pr or cached_only then return pr end
+    -- A name no label value can hold was never one of its labels (and is
+    -- no valid selector).
+    if not names.is_label_value(request.metadata.name) then return nil end
     local list, err = self.kube:list(self.internal, PIPELINE_RUN, self.namespace,
         { label_selector = ownership.selector(request) })
     if not list then raise("listing the PipelineRuns of InternalRequest " .. key_of(request), err) end
@@ -626,6 +630,12 @@ function R:complete(request, pr)
             .. (message ~= "" and ": " .. message or "")
         local why = self:failed_taskruns(pr)
         if why ~= "" then text = text .. "; " .. why end
+        -- Tekton's message for a resolver nobody serves is only a timeout;
+        -- naming the resolver asked says what was wrong.
+        local ref_spec = type(pr.spec) == "table" and pr.spec.pipelineRef
+        if reason == "CouldntGetPipeline" and type(ref_spec) == "table" and type(ref_spec.resolver) == "string" then
+            text = text .. "; the Pipeline was asked of resolver " .. quote.text(ref_spec.resolver)
+        end
         status = conditions.failed(request, text, now)
         -- What a failed run did produce still helps whoever debugs it.
         if next(results) then status.results = results end

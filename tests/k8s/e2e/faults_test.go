@@ -145,7 +145,6 @@ type rotatingToken struct {
 	kubeconfig string
 }
 
-const remoteUser = "internal-services-remote"
 
 func newRotatingToken(e *env) *rotatingToken {
 	r := &rotatingToken{e: e, csv: filepath.Join(e.remote.Dir, "pki", "tokens.csv")}

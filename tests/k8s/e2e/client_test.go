@@ -176,10 +176,7 @@ func (e *env) auditVerbs(match func(uri, user string) bool) map[string]int {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
-		var ev struct {
-			Stage, Verb, RequestURI string
-			User                    struct{ Username string }
-		}
+		var ev auditEntry
 		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Stage == "ResponseComplete" && match(ev.RequestURI, ev.User.Username) {
 			verbs[ev.Verb]++
 		}

@@ -145,7 +145,6 @@ type rotatingToken struct {
 	kubeconfig string
 }
 
-
 func newRotatingToken(e *env) *rotatingToken {
 	r := &rotatingToken{e: e, csv: filepath.Join(e.remote.Dir, "pki", "tokens.csv")}
 	dir := e.t.TempDir()
@@ -225,16 +224,6 @@ func (r *rotatingToken) rotate() {
 	r.current = randomToken()
 	r.writeFile()
 	r.swap(old)
-}
-
-type auditEntry struct {
-	Stage     string
-	Verb      string
-	ObjectRef struct {
-		Resource, Namespace, Name string
-	}
-	ResponseStatus struct{ Code int }
-	User           struct{ Username string }
 }
 
 // readAudit calls fn with every entry of c's audit log, at every stage.

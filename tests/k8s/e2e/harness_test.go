@@ -531,6 +531,29 @@ func (e *env) eventReasons(ns, name string) []string {
 	return out
 }
 
+// auditEntry is what tests read of one event of an API server's audit log
+// (tests/bed/audit-policy.yaml: Metadata level). A field the event lacks
+// stays zero: no objectRef for a non-resource URL, no responseStatus at an
+// early stage.
+type auditEntry struct {
+	Stage      string `json:"stage"`
+	Verb       string `json:"verb"`
+	RequestURI string `json:"requestURI"`
+	User       struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	ObjectRef struct {
+		APIGroup    string `json:"apiGroup"`
+		Resource    string `json:"resource"`
+		Subresource string `json:"subresource"`
+		Namespace   string `json:"namespace"`
+		Name        string `json:"name"`
+	} `json:"objectRef"`
+	ResponseStatus struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
+}
+
 // prRecorder remembers every PipelineRun uid ever created for each request
 // uid, from a watch on the internal cluster, so that a test can prove that
 // no request ever got a second run, even one that was deleted again.

@@ -21,23 +21,6 @@ const (
 	internalUser = "system:serviceaccount:" + controllerNS + ":internal-services"
 )
 
-// auditEntry is what the test reads of one audit event.
-type auditEntry struct {
-	Verb       string `json:"verb"`
-	RequestURI string `json:"requestURI"`
-	User       struct {
-		Username string `json:"username"`
-	} `json:"user"`
-	ObjectRef *struct {
-		APIGroup    string `json:"apiGroup"`
-		Resource    string `json:"resource"`
-		Subresource string `json:"subresource"`
-	} `json:"objectRef"`
-	ResponseStatus *struct {
-		Code int `json:"code"`
-	} `json:"responseStatus"`
-}
-
 // permission is "verb group/resource[/subresource]", core group as "".
 func permission(verb, group, resource string) string {
 	return verb + " " + group + "/" + resource
@@ -65,7 +48,7 @@ func used(t *testing.T, path, user string) map[string]string {
 			continue
 		}
 		var p string
-		if e.ObjectRef == nil || e.ObjectRef.Resource == "" {
+		if e.ObjectRef.Resource == "" {
 			p = e.Verb + " nonResourceURL " + e.RequestURI
 		} else {
 			res := e.ObjectRef.Resource
@@ -75,11 +58,7 @@ func used(t *testing.T, path, user string) map[string]string {
 			p = permission(e.Verb, e.ObjectRef.APIGroup, res)
 		}
 		if _, seen := out[p]; !seen {
-			code := 0
-			if e.ResponseStatus != nil {
-				code = e.ResponseStatus.Code
-			}
-			out[p] = fmt.Sprintf("%s -> %d", e.RequestURI, code)
+			out[p] = fmt.Sprintf("%s -> %d", e.RequestURI, e.ResponseStatus.Code)
 		}
 	}
 	if err := sc.Err(); err != nil {

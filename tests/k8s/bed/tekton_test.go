@@ -117,6 +117,19 @@ spec:
 		}
 	})
 
+	// Tekton reaches the API server only while it is ready, as through a
+	// load balancer with a readiness probe: a restarted one answers 403
+	// until its RBAC caches are filled, which would fail a TaskRun for good.
+	t.Run("a PipelineRun created right after an API server restart runs", func(t *testing.T) {
+		if err := c.RestartAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		pr := run("after-restart", fmt.Sprintf("{name: kind, value: pipeline}, {name: name, value: sample}, {name: namespace, value: %s}", c.Namespace))
+		if st, reason, msg := succeeded(pr); st != "True" {
+			t.Fatalf("condition %s/%s %q", st, reason, msg)
+		}
+	})
+
 	t.Run("Tekton stops with the cluster", func(t *testing.T) {
 		pids := c.PIDs()
 		for _, role := range []string{"tekton-controller", "tekton-resolvers"} {
